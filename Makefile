@@ -1,0 +1,40 @@
+# Every target creates .venv and installs signdb into it when missing or stale,
+# so each one is the only command a fresh machine needs.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+export SIGNDB_DATASET_DIR ?= $(abspath $(CURDIR)/../shared/datasets/sign-language-digits/Dataset)
+
+.PHONY: demo test test-pg15 bench lint format clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/signdb demo
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+# The database tests again, against another server (default: the local PostgreSQL 15).
+PG15_URL ?= postgresql://postgres@127.0.0.1:5432/postgres
+test-pg15: $(STAMP)
+	SIGNDB_TEST_DATABASE_URL=$(PG15_URL) $(BIN)/python -m pytest -q tests/db tests/cli
+
+bench: $(STAMP)
+	$(BIN)/python -m bench
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests migrations bench
+	$(BIN)/ruff format --check src tests migrations bench
+
+format: $(STAMP)
+	$(BIN)/ruff format src tests migrations bench
+	$(BIN)/ruff check --fix src tests migrations bench
+
+clean:
+	rm -rf $(VENV) build dist src/*.egg-info

@@ -1,0 +1,51 @@
+"""Alembic environment: the URL comes from signdb's config, never from alembic.ini.
+
+Upgrades hold a PostgreSQL advisory lock so two processes never migrate the
+same database at once, and run with lock/statement timeouts so a blocked
+migration fails loudly instead of hanging.
+"""
+
+from alembic import context
+from sqlalchemy import text
+
+from signdb.db.engine import get_engine
+from signdb.db.schema import COMPARE_OPTIONS, SCHEMA, metadata
+
+# Any constant shared by every signdb process; "signdb" in ASCII.
+MIGRATION_LOCK_ID = 0x7369676E6462
+
+
+def run_migrations_online() -> None:
+    config = context.config
+    connection = config.attributes.get("connection")
+    if connection is None:
+        with get_engine(config.get_main_option("sqlalchemy.url")).connect() as connection:
+            _run(connection)
+    else:
+        _run(connection)
+
+
+def _run(connection) -> None:  # noqa: ANN001
+    connection.execute(text("SET lock_timeout = '30s'"))
+    connection.execute(text("SET statement_timeout = '15min'"))
+    connection.execute(text("SELECT pg_advisory_lock(:k)"), {"k": MIGRATION_LOCK_ID})
+    try:
+        connection.execute(text(f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}"))
+        connection.commit()
+        context.configure(
+            connection=connection,
+            target_metadata=metadata,
+            transaction_per_migration=True,
+            **COMPARE_OPTIONS,
+        )
+        with context.begin_transaction():
+            context.run_migrations()
+        connection.commit()
+    finally:
+        connection.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": MIGRATION_LOCK_ID})
+        connection.commit()
+
+
+if context.is_offline_mode():
+    raise SystemExit("signdb migrations run online only: use `signdb db upgrade`")
+run_migrations_online()

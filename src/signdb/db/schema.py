@@ -1,0 +1,242 @@
+"""The signdb schema: the single source the migrations are checked against.
+
+Tables live in schema ``signdb``. Every constraint is named by the convention
+below so migrations can refer to them. Views, SQL functions and roles are
+created by the migrations themselves (SQLAlchemy metadata does not model them).
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    ARRAY,
+    REAL,
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    Column,
+    Computed,
+    DateTime,
+    Double,
+    ForeignKey,
+    Identity,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    PrimaryKeyConstraint,
+    SmallInteger,
+    Table,
+    Text,
+    UniqueConstraint,
+    func,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+
+SCHEMA = "signdb"
+RUN_STATUSES = ("queued", "running", "succeeded", "failed", "interrupted")
+SPLITS = ("train", "test")
+
+metadata = MetaData(
+    schema=SCHEMA,
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    },
+)
+
+
+def _now() -> Column:
+    return Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now())
+
+
+def _in(column: str, values: tuple[str, ...]) -> str:
+    return f"{column} IN ({', '.join(repr(v) for v in values)})"
+
+
+datasets = Table(
+    "datasets",
+    metadata,
+    Column("id", Integer, Identity(), primary_key=True),
+    Column("name", Text, nullable=False),
+    # Preprocessing parameters: every image of a dataset was made the same way.
+    Column("preprocessing", JSONB, nullable=False),
+    Column("height", SmallInteger, nullable=False),
+    Column("width", SmallInteger, nullable=False),
+    Column("channels", SmallInteger, nullable=False),
+    _now(),
+    UniqueConstraint("name"),
+    CheckConstraint("length(name) BETWEEN 1 AND 200", name="name_length"),
+    CheckConstraint("channels IN (1, 3)", name="channels"),
+)
+
+images = Table(
+    "images",
+    metadata,
+    Column("id", BigInteger, Identity(), primary_key=True),
+    Column(
+        "dataset_id",
+        Integer,
+        ForeignKey("datasets.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("label", Integer, nullable=False),
+    Column("pixels", LargeBinary, nullable=False),
+    Column("height", SmallInteger, nullable=False),
+    Column("width", SmallInteger, nullable=False),
+    Column("channels", SmallInteger, nullable=False),
+    # Hex sha256 of the stored pixel bytes: the image's identity within its dataset.
+    Column("sha256", Text, nullable=False),
+    Column("source", Text, nullable=False),
+    _now(),
+    UniqueConstraint("dataset_id", "sha256"),
+    CheckConstraint("label >= 0", name="label_nonnegative"),
+    CheckConstraint("sha256 ~ '^[0-9a-f]{64}$'", name="sha256_hex"),
+    CheckConstraint("octet_length(pixels) = height * width * channels", name="pixels_shape"),
+    Index(None, "dataset_id", "label"),
+)
+
+runs = Table(
+    "runs",
+    metadata,
+    Column("id", BigInteger, Identity(), primary_key=True),
+    Column("dataset_id", Integer, ForeignKey("datasets.id"), nullable=False),
+    Column("name", Text),
+    Column("model", Text, nullable=False),
+    Column("classes", ARRAY(Integer), nullable=False),
+    Column("hyperparams", JSONB, nullable=False),
+    Column("seed", Integer, nullable=False),
+    Column("test_fraction", Double, nullable=False),
+    Column("status", Text, nullable=False, server_default="queued"),
+    Column("started_at", DateTime(timezone=True)),
+    Column("finished_at", DateTime(timezone=True)),
+    Column("heartbeat_at", DateTime(timezone=True)),
+    Column("error", Text),
+    # sha256 over the sorted (image sha256, split) pairs the run trained and tested on.
+    Column("dataset_fingerprint", Text),
+    Column("code_version", Text),
+    Column("host", Text),
+    Column("pid", Integer),
+    Column("train_size", Integer),
+    Column("test_size", Integer),
+    Column("total_steps", Integer),
+    Column("steps_done", Integer, nullable=False, server_default="0"),
+    Column("train_accuracy", Double),
+    Column("test_accuracy", Double),
+    _now(),
+    CheckConstraint(_in("status", RUN_STATUSES), name="status"),
+    CheckConstraint("cardinality(classes) >= 2", name="two_classes"),
+    CheckConstraint("test_fraction > 0 AND test_fraction < 1", name="test_fraction"),
+    Index(None, "dataset_id"),
+    Index(None, "status"),
+)
+
+# The exact train/test assignment of each run, written once when it starts.
+run_images = Table(
+    "run_images",
+    metadata,
+    Column("run_id", BigInteger, ForeignKey("runs.id", ondelete="CASCADE"), nullable=False),
+    Column("image_id", BigInteger, ForeignKey("images.id", ondelete="CASCADE"), nullable=False),
+    Column("split", Text, nullable=False),
+    PrimaryKeyConstraint("run_id", "image_id"),
+    CheckConstraint(_in("split", SPLITS), name="split"),
+    Index(None, "image_id"),
+)
+
+run_metrics = Table(
+    "run_metrics",
+    metadata,
+    Column("run_id", BigInteger, ForeignKey("runs.id", ondelete="CASCADE"), nullable=False),
+    Column("step", Integer, nullable=False),
+    Column("name", Text, nullable=False),
+    Column("value", Double, nullable=False),
+    Column("recorded_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    # One value per metric and step; also the index behind learning curves and
+    # "last value" look-ups. No column beyond the key is indexed.
+    PrimaryKeyConstraint("run_id", "name", "step"),
+)
+
+weights = Table(
+    "weights",
+    metadata,
+    Column("run_id", BigInteger, ForeignKey("runs.id", ondelete="CASCADE"), nullable=False),
+    Column("step", Integer, nullable=False),
+    Column("tensor", Text, nullable=False),
+    Column("shape", ARRAY(Integer), nullable=False),
+    Column("data", ARRAY(REAL), nullable=False),
+    Column("final", Boolean, nullable=False, server_default="false"),
+    _now(),
+    PrimaryKeyConstraint("run_id", "step", "tensor"),
+)
+
+predictions = Table(
+    "predictions",
+    metadata,
+    Column("run_id", BigInteger, ForeignKey("runs.id", ondelete="CASCADE"), nullable=False),
+    Column("image_id", BigInteger, ForeignKey("images.id", ondelete="CASCADE"), nullable=False),
+    Column("split", Text, nullable=False),
+    Column("label", Integer, nullable=False),
+    Column("predicted", Integer, nullable=False),
+    Column("probability", Double, nullable=False),
+    PrimaryKeyConstraint("run_id", "image_id"),
+    CheckConstraint(_in("split", SPLITS), name="split"),
+    CheckConstraint("probability BETWEEN 0 AND 1", name="probability_range"),
+    Index(None, "run_id", "split"),
+)
+
+
+def _rate(numerator: str, denominator: str) -> Computed:
+    # NULLIF turns a zero denominator into NULL instead of an error.
+    return Computed(f"({numerator})::double precision / NULLIF({denominator}, 0)", persisted=True)
+
+
+evaluations = Table(
+    "evaluations",
+    metadata,
+    Column("id", BigInteger, Identity(), primary_key=True),
+    Column("run_id", BigInteger, ForeignKey("runs.id", ondelete="CASCADE"), nullable=False),
+    Column("split", Text, nullable=False),
+    Column("positive_class", Integer, nullable=False),
+    # NULL threshold: a multi-class one-vs-rest row at the argmax decision.
+    Column("threshold", Double),
+    Column("tp", BigInteger, nullable=False),
+    Column("fp", BigInteger, nullable=False),
+    Column("tn", BigInteger, nullable=False),
+    Column("fn", BigInteger, nullable=False),
+    Column("accuracy", Double, _rate("tp + tn", "tp + fp + tn + fn")),
+    Column("precision", Double, _rate("tp", "tp + fp")),
+    Column("recall", Double, _rate("tp", "tp + fn")),
+    Column("f1", Double, _rate("2 * tp", "2 * tp + fp + fn")),
+    Column("evaluated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    UniqueConstraint(
+        "run_id", "split", "positive_class", "threshold", postgresql_nulls_not_distinct=True
+    ),
+    CheckConstraint("split IN ('train', 'test', 'all')", name="split"),
+    CheckConstraint("tp >= 0 AND fp >= 0 AND tn >= 0 AND fn >= 0", name="counts_nonnegative"),
+    CheckConstraint("threshold IS NULL OR threshold BETWEEN 0 AND 1", name="threshold_range"),
+)
+
+
+# -- what Alembic compares (used by migrations/env.py and `signdb db check`) ----
+def include_name(name: str | None, type_: str, parent_names: dict) -> bool:
+    if type_ == "schema":
+        return name == SCHEMA
+    return True
+
+
+def include_object(obj, name, type_, reflected, compare_to) -> bool:  # noqa: ANN001 - Alembic hook
+    # Views come back from reflection as tables; the revisions manage them by hand.
+    if type_ == "table" and reflected and compare_to is None:
+        return name in metadata.tables or f"{SCHEMA}.{name}" in metadata.tables
+    return True
+
+
+COMPARE_OPTIONS = {
+    "version_table_schema": SCHEMA,
+    "include_schemas": True,
+    "include_name": include_name,
+    "include_object": include_object,
+    "compare_type": True,
+}

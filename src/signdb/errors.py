@@ -1,0 +1,88 @@
+"""One exception tree for everything signdb reports to a person.
+
+Every message names the bad value and says how to fix it; the CLI prints it on
+one line and exits 1.
+
+    SignDBError
+    ├── ConfigError              bad --database-url, data home, environment
+    ├── DatabaseError            the server refused or went away
+    │   ├── EmbeddedServerError  the embedded PostgreSQL could not start
+    │   └── SchemaOutOfDate      run `signdb db upgrade`
+    ├── InputError               a user-supplied value is wrong
+    │   ├── NotFound             no such dataset / run / path
+    │   ├── InvalidArgument      a flag value out of range
+    │   ├── ImageError           one image file cannot be used
+    │   │   └── DecompressionBomb
+    │   ├── ArrayError           an X.npy / Y.npy problem
+    │   ├── UnsafeArchive        a zip member escapes its folder (zip-slip)
+    │   └── LabelError           a label that is not valid for the dataset
+    ├── FetchError               download or checksum failure
+    └── TrainingError            a run failed while training
+"""
+
+from __future__ import annotations
+
+
+class SignDBError(Exception):
+    """Root of every error signdb raises on purpose."""
+
+
+class ConfigError(SignDBError):
+    pass
+
+
+class DatabaseError(SignDBError):
+    pass
+
+
+class EmbeddedServerError(DatabaseError):
+    pass
+
+
+class SchemaOutOfDate(DatabaseError):
+    pass
+
+
+class InputError(SignDBError):
+    pass
+
+
+class NotFound(InputError):
+    pass
+
+
+class InvalidArgument(InputError):
+    pass
+
+
+class ImageError(InputError):
+    """One image cannot be used; ``path`` names it and ``reason`` says why."""
+
+    def __init__(self, path: str, reason: str) -> None:
+        self.path = str(path)
+        self.reason = reason
+        super().__init__(f"{self.path}: {reason}")
+
+
+class DecompressionBomb(ImageError):
+    pass
+
+
+class ArrayError(InputError):
+    pass
+
+
+class UnsafeArchive(InputError):
+    pass
+
+
+class LabelError(InputError):
+    pass
+
+
+class FetchError(SignDBError):
+    pass
+
+
+class TrainingError(SignDBError):
+    pass

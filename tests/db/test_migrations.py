@@ -1,0 +1,175 @@
+"""The schema in Alembic: one head, a clean round trip, no drift, named constraints."""
+
+from __future__ import annotations
+
+import hashlib
+import subprocess
+import sys
+
+import psycopg
+import pytest
+from sqlalchemy import text
+
+from signdb.data.splits import split_of
+from signdb.db import migrate
+from signdb.db.engine import get_engine
+from signdb.errors import SchemaOutOfDate
+
+TABLES = {"datasets", "images", "runs", "run_images", "run_metrics", "weights", "predictions", "evaluations"}
+VIEWS = {"run_summary", "leaderboard", "learning_curves", "confusion"}
+
+
+def _insert_sample_rows(pg: psycopg.Connection) -> int:
+    ds = pg.execute(
+        "INSERT INTO signdb.datasets (name, preprocessing, height, width, channels) "
+        "VALUES ('d', '{}', 2, 2, 1) RETURNING id"
+    ).fetchone()[0]
+    img = pg.execute(
+        "INSERT INTO signdb.images (dataset_id, label, pixels, height, width, channels, sha256, source) "
+        "VALUES (%s, 1, '\\x01020304', 2, 2, 1, %s, 'a.png') RETURNING id",
+        [ds, "a" * 64],
+    ).fetchone()[0]
+    run = pg.execute(
+        "INSERT INTO signdb.runs (dataset_id, model, classes, hyperparams, seed, test_fraction) "
+        "VALUES (%s, 'logreg', '{0,1}', '{}', 42, 0.15) RETURNING id",
+        [ds],
+    ).fetchone()[0]
+    pg.execute("INSERT INTO signdb.run_metrics (run_id, step, name, value) VALUES (%s, 0, 'cost', 0.7)", [run])
+    pg.execute(
+        "INSERT INTO signdb.predictions VALUES (%s, %s, 'test', 1, 1, 0.9)", [run, img]
+    )
+    return run
+
+
+def test_one_head(engine):
+    from alembic.script import ScriptDirectory
+
+    heads = ScriptDirectory.from_config(migrate.alembic_config(engine)).get_heads()
+    assert len(heads) == 1
+
+
+def test_head_creates_every_table_and_view(pg):
+    rows = pg.execute(
+        "SELECT table_name, table_type FROM information_schema.tables WHERE table_schema = 'signdb'"
+    ).fetchall()
+    tables = {name for name, kind in rows if kind == "BASE TABLE"}
+    views = {name for name, kind in rows if kind == "VIEW"}
+    assert TABLES <= tables
+    assert views == VIEWS
+
+
+def test_no_drift_at_head(engine):
+    status = migrate.check(engine)
+    assert status.ok, status.drift
+
+
+def test_round_trip_with_data(engine, pg):
+    run = _insert_sample_rows(pg)
+    assert migrate.downgrade(engine, "base") is None
+    left = pg.execute(
+        "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'signdb' "
+        "AND table_name <> 'alembic_version'"
+    ).fetchone()[0]
+    assert left == 0
+    assert migrate.upgrade(engine) == migrate.head_revision(engine)
+    assert migrate.check(engine).ok
+    # A fresh schema again: the old run is gone and new rows insert cleanly.
+    assert pg.execute("SELECT count(*) FROM signdb.runs").fetchone()[0] == 0
+    assert _insert_sample_rows(pg) >= run
+
+
+def test_constraints_are_all_named_by_convention(pg):
+    names = [
+        r[0]
+        for r in pg.execute(
+            "SELECT conname FROM pg_constraint c JOIN pg_namespace n ON n.oid = c.connamespace "
+            "WHERE n.nspname = 'signdb' AND c.contype IN ('p','f','u','c') "
+            "AND c.conrelid <> 'signdb.alembic_version'::regclass"
+        )
+    ]
+    assert names
+    bad = [n for n in names if not n.startswith(("pk_", "fk_", "uq_", "ck_"))]
+    assert bad == []
+
+
+def test_require_current_refuses_an_empty_database(empty_db_url):
+    engine = get_engine(empty_db_url)
+    with pytest.raises(SchemaOutOfDate, match="run `signdb db upgrade`"):
+        migrate.require_current(engine)
+
+
+def test_concurrent_upgrades_serialise_on_the_advisory_lock(empty_db_url):
+    # Separate processes, as in real life: Alembic's command API is not thread-safe.
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "signdb", "db", "upgrade"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(3)
+    ]
+    outcomes = [p.communicate(timeout=120) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0, 0], outcomes
+    assert migrate.check(get_engine(empty_db_url)).ok
+
+
+def test_split_function_matches_python(pg):
+    hexes = [hashlib.sha256(str(i).encode()).hexdigest() for i in range(300)]
+    for seed, frac in [(42, 0.15), (7, 0.5), (0, 0.01)]:
+        sql = [
+            r[0]
+            for r in pg.execute(
+                "SELECT signdb.split_of(h, %s, %s) FROM unnest(%s::text[]) WITH ORDINALITY AS t(h, i) ORDER BY i",
+                [seed, frac, hexes],
+            )
+        ]
+        assert sql == [split_of(h, seed, frac) for h in hexes]
+
+
+def test_evaluation_rates_are_derived_and_null_on_zero_denominators(pg):
+    run = _insert_sample_rows(pg)
+    pg.execute(
+        "INSERT INTO signdb.evaluations (run_id, split, positive_class, threshold, tp, fp, tn, fn) VALUES "
+        "(%s, 'test', 1, 0.5, 3, 1, 5, 1), (%s, 'test', 1, 1.0, 0, 0, 6, 4)",
+        [run, run],
+    )
+    rows = pg.execute(
+        "SELECT threshold, accuracy, precision, recall, f1 FROM signdb.evaluations ORDER BY threshold"
+    ).fetchall()
+    assert rows[0][1:] == pytest.approx((0.8, 0.75, 0.75, 0.75))
+    assert rows[1][1] == pytest.approx(0.6)
+    assert rows[1][2] is None  # tp + fp = 0
+    assert rows[1][3] == 0.0
+    assert rows[1][4] == 0.0
+    with pytest.raises(psycopg.errors.GeneratedAlways):
+        pg.execute("UPDATE signdb.evaluations SET f1 = 1")
+
+
+def test_evaluation_argmax_rows_are_unique_per_class(pg):
+    run = _insert_sample_rows(pg)
+    insert = (
+        "INSERT INTO signdb.evaluations (run_id, split, positive_class, threshold, tp, fp, tn, fn) "
+        "VALUES (%s, 'test', 3, NULL, 1, 1, 1, 1)"
+    )
+    pg.execute(insert, [run])
+    with pytest.raises(psycopg.errors.UniqueViolation):
+        pg.execute(insert, [run])
+
+
+def test_stale_heartbeat_reads_as_interrupted(pg):
+    run = _insert_sample_rows(pg)
+    pg.execute(
+        "UPDATE signdb.runs SET status = 'running', heartbeat_at = now() - interval '5 minutes' WHERE id = %s",
+        [run],
+    )
+    status = pg.execute("SELECT status FROM signdb.run_summary WHERE run_id = %s", [run]).fetchone()[0]
+    assert status == "interrupted"
+    pg.execute("UPDATE signdb.runs SET heartbeat_at = now() WHERE id = %s", [run])
+    status = pg.execute("SELECT status FROM signdb.run_summary WHERE run_id = %s", [run]).fetchone()[0]
+    assert status == "running"
+
+
+def test_engine_sessions_have_a_lock_timeout(engine):
+    with engine.connect() as conn:
+        assert conn.execute(text("SHOW lock_timeout")).scalar() == "30s"
