@@ -71,7 +71,9 @@ def pg_admin_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     from signdb.db.embedded import EmbeddedServer
 
     home = Path(os.environ["SIGNDB_HOME"])
-    os.environ["SIGNDB_EMBEDDED_OPTIONS"] = "-c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+    os.environ["SIGNDB_EMBEDDED_OPTIONS"] = (
+        "-c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+    )
     server = EmbeddedServer(home)
     server.ensure_running()
     yield server.url("postgres")

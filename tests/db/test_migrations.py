@@ -15,7 +15,16 @@ from signdb.db import migrate
 from signdb.db.engine import get_engine
 from signdb.errors import SchemaOutOfDate
 
-TABLES = {"datasets", "images", "runs", "run_images", "run_metrics", "weights", "predictions", "evaluations"}
+TABLES = {
+    "datasets",
+    "images",
+    "runs",
+    "run_images",
+    "run_metrics",
+    "weights",
+    "predictions",
+    "evaluations",
+}
 VIEWS = {"run_summary", "leaderboard", "learning_curves", "confusion"}
 
 
@@ -34,10 +43,11 @@ def _insert_sample_rows(pg: psycopg.Connection) -> int:
         "VALUES (%s, 'logreg', '{0,1}', '{}', 42, 0.15) RETURNING id",
         [ds],
     ).fetchone()[0]
-    pg.execute("INSERT INTO signdb.run_metrics (run_id, step, name, value) VALUES (%s, 0, 'cost', 0.7)", [run])
     pg.execute(
-        "INSERT INTO signdb.predictions VALUES (%s, %s, 'test', 1, 1, 0.9)", [run, img]
+        "INSERT INTO signdb.run_metrics (run_id, step, name, value) VALUES (%s, 0, 'cost', 0.7)",
+        [run],
     )
+    pg.execute("INSERT INTO signdb.predictions VALUES (%s, %s, 'test', 1, 1, 0.9)", [run, img])
     return run
 
 
@@ -163,10 +173,14 @@ def test_stale_heartbeat_reads_as_interrupted(pg):
         "UPDATE signdb.runs SET status = 'running', heartbeat_at = now() - interval '5 minutes' WHERE id = %s",
         [run],
     )
-    status = pg.execute("SELECT status FROM signdb.run_summary WHERE run_id = %s", [run]).fetchone()[0]
+    status = pg.execute(
+        "SELECT status FROM signdb.run_summary WHERE run_id = %s", [run]
+    ).fetchone()[0]
     assert status == "interrupted"
     pg.execute("UPDATE signdb.runs SET heartbeat_at = now() WHERE id = %s", [run])
-    status = pg.execute("SELECT status FROM signdb.run_summary WHERE run_id = %s", [run]).fetchone()[0]
+    status = pg.execute(
+        "SELECT status FROM signdb.run_summary WHERE run_id = %s", [run]
+    ).fetchone()[0]
     assert status == "running"
 
 

@@ -25,7 +25,15 @@ def test_roles_exist(pg):
 def test_analyst_reads_views_and_tables(db_url, pg):
     _insert_sample_rows(pg)
     with _as(db_url, "signdb_analyst") as conn:
-        for rel in ("runs", "images", "run_metrics", "run_summary", "leaderboard", "learning_curves", "confusion"):
+        for rel in (
+            "runs",
+            "images",
+            "run_metrics",
+            "run_summary",
+            "leaderboard",
+            "learning_curves",
+            "confusion",
+        ):
             conn.execute(f"SELECT * FROM signdb.{rel} LIMIT 1").fetchall()
         assert conn.execute("SELECT count(*) FROM signdb.runs").fetchone()[0] == 1
 

@@ -28,6 +28,7 @@ import pwd
 import shutil
 import subprocess
 import tempfile
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -136,27 +137,26 @@ class EmbeddedServer:
         tmp.rename(self.pgdata)
 
     def _clear_stale_pid_file(self) -> None:
-        """Remove postmaster.pid when its pid is not a live postgres of this cluster.
+        """Remove lock files whose postmaster is gone, so the next start succeeds.
 
-        After ``kill -9`` of the server the file stays behind, and once its pid is
-        reused by an unrelated process postgres itself refuses to start.
+        After ``kill -9`` of the server, postmaster.pid and the socket lock file
+        stay behind. Postgres trusts them while their pid "exists", which is still
+        true while the dead postmaster is an unreaped zombie or once the pid is
+        reused by an unrelated process: then it refuses to start.
         """
         pid_file = self.pgdata / "postmaster.pid"
         try:
             pid = int(pid_file.read_text().splitlines()[0])
         except (FileNotFoundError, IndexError, ValueError):
             return
-        try:
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
-        except OSError:
-            cmdline = ""
-        if "postgres" in cmdline and str(self.pgdata) in cmdline:
-            # A live postmaster that does not answer: stop it before starting again.
+        if _is_live_postmaster(pid, self.pgdata):
+            # Alive but not answering (hung, or still shutting down): stop it first.
             self._run(
                 "pg_ctl", "-D", str(self.pgdata), "-m", "immediate", "-w", "stop", check=False
             )
             return
         pid_file.unlink(missing_ok=True)
+        (self.socket_dir / ".s.PGSQL.5432.lock").unlink(missing_ok=True)
 
     def _start(self) -> None:
         self.socket_dir.mkdir(parents=True, exist_ok=True)
@@ -164,22 +164,31 @@ class EmbeddedServer:
         self.log_path.touch()
         self._chown(self.log_path)
         opts = os.environ.get("SIGNDB_EMBEDDED_OPTIONS", "")
-        proc = self._run(
-            "pg_ctl",
-            "-D",
-            str(self.pgdata),
-            "-l",
-            str(self.log_path),
-            "-w",
-            "-t",
-            "60",
-            "-o",
-            f"-k {self.socket_dir} {opts}".strip(),
-            "start",
-            check=False,
-        )
-        if proc.returncode != 0:
+        # Right after a crash the old server's children may still hold its
+        # shared memory for a moment; postgres then refuses, so retry briefly.
+        deadline = time.monotonic() + 15
+        while True:
+            proc = self._run(
+                "pg_ctl",
+                "-D",
+                str(self.pgdata),
+                "-l",
+                str(self.log_path),
+                "-w",
+                "-t",
+                "60",
+                "-o",
+                f"-k {self.socket_dir} {opts}".strip(),
+                "start",
+                check=False,
+            )
+            if proc.returncode == 0:
+                return
             tail = "\n".join(self.log_path.read_text(errors="replace").splitlines()[-8:])
+            if time.monotonic() < deadline and ("already exists" in tail or "still in use" in tail):
+                time.sleep(0.3)
+                self._clear_stale_pid_file()
+                continue
             raise EmbeddedServerError(
                 f"the embedded PostgreSQL in {self.pgdata} did not start: "
                 f"{proc.stderr.strip() or proc.stdout.strip()}\n{tail}\n"
@@ -197,7 +206,7 @@ class EmbeddedServer:
             if not exists:
                 try:
                     conn.execute(f'CREATE DATABASE "{DATABASE}"')  # constant identifier
-                except psycopg.errors.DuplicateDatabase:
+                except (psycopg.errors.DuplicateDatabase, psycopg.errors.UniqueViolation):
                     pass  # created concurrently by another process
 
     # -- plumbing ---------------------------------------------------------------
@@ -238,6 +247,17 @@ class EmbeddedServer:
                 f"{tool} failed for the embedded PostgreSQL: {result.stderr.strip() or result.stdout.strip()}"
             )
         return result
+
+
+def _is_live_postmaster(pid: int, pgdata: Path) -> bool:
+    """True when ``pid`` is a running (not zombie) postgres serving ``pgdata``."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+    except OSError:
+        return False
+    state = stat.rsplit(")", 1)[-1].split()[0]
+    return state not in ("Z", "X") and "postgres" in cmdline and str(pgdata) in cmdline
 
 
 def _package_bin_dir() -> Path:
