@@ -121,8 +121,9 @@ class Classifier:
     def state_dict(self) -> dict[str, np.ndarray]:
         """Model tensors plus optimizer state (keys ``optim.*``), all float32."""
         self._check_fitted()
-        out = dict(self.params_)
-        out.update({f"optim.{k}": v for k, v in self.opt_state_.items()})
+        # Copies: optimizers update params_ in place, which would rewrite a saved checkpoint.
+        out = {k: v.copy() for k, v in self.params_.items()}
+        out.update({f"optim.{k}": v.copy() for k, v in self.opt_state_.items()})
         return out
 
     def load_state_dict(self, state: dict[str, np.ndarray]) -> Classifier:
@@ -131,10 +132,11 @@ class Classifier:
         for key, cur in self.params_.items():
             if key not in state:
                 raise InvalidArgument(f"stored weights lack tensor {key!r}")
-            arr = np.asarray(state[key], dtype=DTYPE).reshape(cur.shape)
+            # np.array copies, so two models never share (and update) one buffer.
+            arr = np.array(state[key], dtype=DTYPE).reshape(cur.shape)
             self.params_[key] = np.ascontiguousarray(arr)
         self.opt_state_ = {
-            k[len("optim.") :]: np.ascontiguousarray(np.asarray(v, dtype=DTYPE))
+            k[len("optim.") :]: np.ascontiguousarray(np.array(v, dtype=DTYPE))
             for k, v in state.items()
             if k.startswith("optim.")
         }
