@@ -55,7 +55,9 @@ class Context:
             migrate.require_current(engine, fix=fix)
         return engine
 
-    def emit(self, result: dict[str, Any], human: Callable[[dict[str, Any]], str] | None = None) -> None:
+    def emit(
+        self, result: dict[str, Any], human: Callable[[dict[str, Any]], str] | None = None
+    ) -> None:
         if self.as_json:
             click.echo(json.dumps(result, default=_json_default, sort_keys=False))
         elif human is not None:
@@ -88,7 +90,9 @@ def common_options(func: Callable) -> Callable:
         metavar="URL",
         help="PostgreSQL URL; default: the embedded server under the data home.",
     )
-    @click.option("--json", "as_json", is_flag=True, help="Print exactly one JSON object on stdout.")
+    @click.option(
+        "--json", "as_json", is_flag=True, help="Print exactly one JSON object on stdout."
+    )
     @functools.wraps(func)
     def wrapper(database_url: str | None, as_json: bool, **kwargs: Any) -> Any:
         ctx = Context(database_url=database_url, as_json=as_json)
@@ -112,9 +116,9 @@ def cli() -> None:
 
 
 def _register() -> None:
-    from signdb.cli import db_commands
+    from signdb.cli import data_commands, db_commands, train_commands
 
-    for module in (db_commands,):
+    for module in (db_commands, data_commands, train_commands):
         module.register(cli)
 
 

@@ -86,8 +86,14 @@ class Classifier:
         return self
 
     def train_step(self, X: np.ndarray, y: np.ndarray, step: int) -> float:
-        """One parameter update on a batch; returns the batch cost before the update."""
+        """One parameter update on a batch; returns the batch cost before the update.
+
+        Models whose forward pass already yields predictions set
+        ``last_batch_correct_`` (correct predictions on this batch, before the
+        update), so the trainer logs train accuracy without a second pass.
+        """
         self._check_fitted()
+        self.last_batch_correct_: int | None = None
         return float(self._step(np.asarray(X, dtype=DTYPE), np.asarray(y), int(step)))
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:

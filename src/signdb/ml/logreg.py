@@ -86,6 +86,7 @@ class LogisticRegression(Classifier):
 
     def _step(self, X: np.ndarray, y: np.ndarray, step: int) -> float:
         z = self._logits(X)
+        self.last_batch_correct_ = int(np.count_nonzero((z >= 0) == (y == 1)))
         target = y.astype(F32)
         cost = binary_cross_entropy(z, target)
         residual = sigmoid(z) - target

@@ -150,6 +150,7 @@ class MLPClassifier(Classifier):
 
     def _step(self, X: np.ndarray, y: np.ndarray, step: int) -> float:
         inputs, logits = self._activations(X)
+        self.last_batch_correct_ = int(np.count_nonzero(np.argmax(logits, axis=1) == y))
         cost, dz = softmax_cross_entropy(logits, y)
         l2 = F32(self.l2)
         grads: dict[str, np.ndarray] = {}

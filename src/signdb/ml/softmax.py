@@ -114,7 +114,9 @@ class SoftmaxRegression(Classifier):
     def _step(self, X: np.ndarray, y: np.ndarray, step: int) -> float:
         flat = self._flat(X)
         w = self.params_["weight"]
-        cost, dz = softmax_cross_entropy(flat @ w + self.params_["bias"], y)
+        logits = flat @ w + self.params_["bias"]
+        self.last_batch_correct_ = int(np.count_nonzero(np.argmax(logits, axis=1) == y))
+        cost, dz = softmax_cross_entropy(logits, y)
         grad_w = flat.T @ dz
         if self.l2:
             grad_w += F32(self.l2) * w

@@ -1,0 +1,260 @@
+"""``signdb train`` and ``signdb runs ...``."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import click
+
+from signdb.cli import Context, common_options
+from signdb.errors import InvalidArgument
+
+
+def parse_classes(value: str) -> list[int] | None:
+    if value.strip().lower() == "all":
+        return None
+    try:
+        classes = [int(v) for v in value.split(",") if v.strip() != ""]
+    except ValueError:
+        raise InvalidArgument(
+            f"--classes takes comma-separated integer labels or 'all', got {value!r}; e.g. --classes 0,1"
+        ) from None
+    return classes
+
+
+def parse_params(pairs: tuple[str, ...]) -> dict[str, Any]:
+    """``--param key=value`` pairs; values are read as JSON when they parse, else as text."""
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key:
+            raise InvalidArgument(
+                f"--param takes KEY=VALUE, got {pair!r}; e.g. --param momentum=0.9"
+            )
+        try:
+            out[key] = json.loads(raw)
+        except json.JSONDecodeError:
+            out[key] = raw
+    return out
+
+
+@click.command("train")
+@click.option("--dataset", help="Dataset to train on (see `signdb datasets list`).")
+@click.option(
+    "--model",
+    type=click.Choice(["logreg", "softmax", "mlp", "cnn"]),
+    default="logreg",
+    show_default=True,
+)
+@click.option(
+    "--classes", default="0,1", show_default=True, help="Comma-separated labels, or 'all'."
+)
+@click.option("--lr", type=float, help="Learning rate (model default: logreg 0.01).")
+@click.option(
+    "--iterations", type=int, help="Full-batch steps (logreg) or epochs (mini-batch models)."
+)
+@click.option("--batch-size", type=int, help="Mini-batch size (softmax/mlp/cnn).")
+@click.option(
+    "--seed", type=int, default=42, show_default=True, help="Seed for the split and the model."
+)
+@click.option("--test-fraction", type=float, default=0.15, show_default=True)
+@click.option("--name", help="A label for the run.")
+@click.option("--hidden", help="MLP hidden layer sizes, e.g. 256,128.")
+@click.option(
+    "--optimizer",
+    type=click.Choice(["sgd", "momentum", "adam"]),
+    help="Optimizer (softmax/mlp/cnn).",
+)
+@click.option("--l2", type=float, help="L2 weight decay.")
+@click.option("--layers", help="CNN architecture, e.g. conv16-pool-conv32-pool-dense128.")
+@click.option(
+    "--param", "params", multiple=True, metavar="KEY=VALUE", help="Any other model hyperparameter."
+)
+@click.option(
+    "--cache",
+    type=click.Choice(["auto", "on", "off"]),
+    default="auto",
+    show_default=True,
+    help="Keep decoded images in memory (auto: when they fit 1 GiB).",
+)
+@click.option(
+    "--eval-every", type=int, help="Log test accuracy every N steps (default: 20 times a run)."
+)
+@click.option(
+    "--checkpoint-every", type=int, help="Store a checkpoint every N steps (default: 10 per run)."
+)
+@click.option(
+    "--resume",
+    "resume_id",
+    type=int,
+    metavar="RUN_ID",
+    help="Continue RUN_ID from its last checkpoint.",
+)
+@common_options
+def train(
+    ctx: Context,
+    dataset: str | None,
+    model: str,
+    classes: str,
+    lr,
+    iterations,
+    batch_size,
+    seed,
+    test_fraction,
+    name,
+    hidden,
+    optimizer,
+    l2,
+    layers,
+    params,
+    cache,
+    eval_every,
+    checkpoint_every,
+    resume_id,
+) -> None:
+    """Train a model on a dataset, logging metrics, checkpoints and weights to PostgreSQL.
+
+    The defaults reproduce the seed experiment: logistic regression on digits 0
+    and 1, every weight 0.01, bias 0, learning rate 0.01, 150 full-batch steps.
+    """
+    from signdb import training
+
+    engine = ctx.ready_engine()
+    progress = TrainProgress(ctx)
+    try:
+        if resume_id is not None:
+            result = training.resume(engine, resume_id, progress=progress)
+        else:
+            if not dataset:
+                raise click.UsageError("--dataset is required (or --resume RUN_ID)")
+            hyper: dict[str, Any] = parse_params(params)
+            given = {
+                "lr": lr,
+                "iterations": iterations,
+                "batch_size": batch_size,
+                "optimizer": optimizer,
+                "l2": l2,
+                "layers": layers,
+            }
+            hyper.update({k: v for k, v in given.items() if v is not None})
+            if hidden:
+                try:
+                    hyper["hidden"] = [int(h) for h in hidden.split(",")]
+                except ValueError:
+                    raise InvalidArgument(
+                        f"--hidden takes sizes like 256,128, got {hidden!r}"
+                    ) from None
+            for key in ("eval_every", "checkpoint_every"):
+                value = {"eval_every": eval_every, "checkpoint_every": checkpoint_every}[key]
+                if value is not None and value < 1:
+                    raise InvalidArgument(f"--{key.replace('_', '-')} must be >= 1, got {value}")
+            config = training.TrainConfig(
+                dataset=dataset,
+                model=model,
+                classes=parse_classes(classes),
+                hyperparams=hyper,
+                seed=seed,
+                test_fraction=test_fraction,
+                name=name,
+                cache=cache,
+                eval_every=eval_every,
+                checkpoint_every=checkpoint_every,
+            )
+            result = training.train(engine, config, progress=progress)
+    finally:
+        progress.close()
+    ctx.emit(result.as_dict(), _human_result)
+
+
+def _human_result(r: dict) -> str:
+    def pct(v: float | None) -> str:
+        return "n/a" if v is None else f"{v:.3f}"
+
+    return (
+        f"run {r['run_id']} {r['status']}: train accuracy {pct(r['train_accuracy'])}, "
+        f"test accuracy {pct(r['test_accuracy'])} after {r['steps']} steps"
+    )
+
+
+class TrainProgress:
+    """A tqdm bar on stderr showing the cost; silent unless stderr is a terminal."""
+
+    def __init__(self, ctx: Context) -> None:
+        self.bar = None
+        self.enabled = ctx.interactive
+
+    def __call__(self, step: int, total: int, cost: float) -> None:
+        if not self.enabled:
+            return
+        if self.bar is None:
+            from tqdm import tqdm
+
+            self.bar = tqdm(
+                total=total, initial=step - 1, unit="step", desc="training", leave=False
+            )
+        self.bar.update(1)
+        self.bar.set_postfix(cost=f"{cost:.4f}", refresh=False)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+@click.group("runs")
+def runs_group() -> None:
+    """List and inspect training runs."""
+
+
+@runs_group.command("list")
+@click.option("--dataset", help="Only runs on this dataset.")
+@click.option("--limit", type=int, default=50, show_default=True)
+@common_options
+def runs_list(ctx: Context, dataset: str | None, limit: int) -> None:
+    """Runs with status and headline metrics, newest first."""
+    from signdb import runs
+
+    result = {"runs": runs.list_runs(ctx.ready_engine(), dataset=dataset, limit=limit)}
+    ctx.emit(result, _format_runs_table)
+
+
+@runs_group.command("show")
+@click.argument("run_id", type=int)
+@common_options
+def runs_show(ctx: Context, run_id: int) -> None:
+    """Everything recorded about one run."""
+    from signdb import runs
+
+    ctx.emit(runs.show_run(ctx.ready_engine(), run_id), _format_run)
+
+
+def _num(v: Any) -> str:
+    return "-" if v is None else f"{v:.3f}" if isinstance(v, float) else str(v)
+
+
+def _format_runs_table(result: dict) -> str:
+    header = f"{'run':>5}  {'status':<11} {'model':<7} {'dataset':<16} {'classes':<12} {'train_acc':>9} {'test_acc':>8} {'test_f1':>7}  name"
+    lines = [header]
+    for r in result["runs"]:
+        classes = ",".join(map(str, r["classes"]))
+        lines.append(
+            f"{r['run_id']:>5}  {r['status']:<11} {r['model']:<7} {str(r['dataset'])[:16]:<16} "
+            f"{classes[:12]:<12} {_num(r['train_accuracy']):>9} {_num(r['test_accuracy']):>8} "
+            f"{_num(r['test_f1']):>7}  {r['name'] or ''}"
+        )
+    if not result["runs"]:
+        lines.append("(no runs yet: `signdb train --dataset NAME` starts one)")
+    return "\n".join(lines)
+
+
+def _format_run(r: dict) -> str:
+    width = max(len(k) for k in r)
+    return "\n".join(
+        f"{k:<{width}}  {json.dumps(v, default=str) if isinstance(v, (dict, list)) else _num(v)}"
+        for k, v in r.items()
+    )
+
+
+def register(cli: click.Group) -> None:
+    cli.add_command(train)
+    cli.add_command(runs_group)

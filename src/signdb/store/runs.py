@@ -1,0 +1,230 @@
+"""Reads and writes of ``signdb.runs`` and ``signdb.run_images``. No commits here."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select, text, update
+from sqlalchemy.orm import Session
+
+from signdb.db.schema import runs
+from signdb.errors import NotFound
+
+
+@dataclass(frozen=True)
+class Run:
+    id: int
+    dataset_id: int
+    dataset: str
+    name: str | None
+    model: str
+    classes: list[int]
+    hyperparams: dict[str, Any]
+    seed: int
+    test_fraction: float
+    status: str  # effective: a running run with a stale heartbeat reads "interrupted"
+    stored_status: str
+    started_at: datetime | None
+    finished_at: datetime | None
+    heartbeat_at: datetime | None
+    error: str | None
+    dataset_fingerprint: str | None
+    code_version: str | None
+    host: str | None
+    train_size: int | None
+    test_size: int | None
+    total_steps: int | None
+    steps_done: int
+    train_accuracy: float | None
+    test_accuracy: float | None
+
+    def as_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["run_id"] = out.pop("id")
+        return {"run_id": out.pop("run_id"), **out}
+
+
+_RUN_COLUMNS = """
+    r.id, r.dataset_id, d.name AS dataset, r.name, r.model, r.classes, r.hyperparams, r.seed,
+    r.test_fraction, signdb.effective_status(r.status, r.heartbeat_at) AS status,
+    r.status AS stored_status, r.started_at, r.finished_at, r.heartbeat_at, r.error,
+    r.dataset_fingerprint, r.code_version, r.host, r.train_size, r.test_size, r.total_steps,
+    r.steps_done, r.train_accuracy, r.test_accuracy
+"""
+
+
+def create_run(
+    session: Session,
+    *,
+    dataset_id: int,
+    name: str | None,
+    model: str,
+    classes: list[int],
+    hyperparams: dict[str, Any],
+    seed: int,
+    test_fraction: float,
+    code_version: str,
+    host: str,
+    pid: int,
+) -> int:
+    return session.execute(
+        runs.insert()
+        .values(
+            dataset_id=dataset_id,
+            name=name,
+            model=model,
+            classes=classes,
+            hyperparams=hyperparams,
+            seed=seed,
+            test_fraction=test_fraction,
+            status="running",
+            started_at=text("now()"),
+            heartbeat_at=text("now()"),
+            code_version=code_version,
+            host=host,
+            pid=pid,
+        )
+        .returning(runs.c.id)
+    ).scalar_one()
+
+
+def assign_images(
+    session: Session, run_id: int, dataset_id: int, classes: list[int]
+) -> dict[str, int]:
+    """Record the run's train/test images (by the split rule) and its data fingerprint."""
+    session.execute(
+        text(
+            "INSERT INTO signdb.run_images (run_id, image_id, split) "
+            "SELECT r.id, i.id, signdb.split_of(i.sha256, r.seed, r.test_fraction) "
+            "FROM signdb.runs r JOIN signdb.images i ON i.dataset_id = r.dataset_id "
+            "WHERE r.id = :run AND i.label = ANY(:classes)"
+        ),
+        {"run": run_id, "classes": classes},
+    )
+    digest = hashlib.sha256()
+    sizes = {"train": 0, "test": 0}
+    rows = session.execute(
+        text(
+            "SELECT i.sha256, ri.split FROM signdb.run_images ri "
+            "JOIN signdb.images i ON i.id = ri.image_id WHERE ri.run_id = :run ORDER BY i.sha256"
+        ),
+        {"run": run_id},
+    )
+    for sha, split in rows:
+        digest.update(f"{sha}:{split}\n".encode())
+        sizes[split] += 1
+    session.execute(
+        update(runs)
+        .where(runs.c.id == run_id)
+        .values(
+            dataset_fingerprint=digest.hexdigest(),
+            train_size=sizes["train"],
+            test_size=sizes["test"],
+        )
+    )
+    return sizes
+
+
+def get_run(session: Session, run_id: int) -> Run:
+    row = session.execute(
+        text(
+            f"SELECT {_RUN_COLUMNS} FROM signdb.runs r JOIN signdb.datasets d ON d.id = r.dataset_id "  # noqa: S608 - constant column list
+            "WHERE r.id = :id"
+        ),
+        {"id": run_id},
+    ).one_or_none()
+    if row is None:
+        raise NotFound(f"no run with id {run_id}; `signdb runs list` shows the runs")
+    return Run(**row._mapping)
+
+
+def list_runs(session: Session, *, dataset: str | None = None, limit: int = 100) -> list[Run]:
+    rows = session.execute(
+        text(
+            f"SELECT {_RUN_COLUMNS} FROM signdb.runs r JOIN signdb.datasets d ON d.id = r.dataset_id "  # noqa: S608 - constant column list
+            "WHERE (CAST(:dataset AS text) IS NULL OR d.name = :dataset) "
+            "ORDER BY r.id DESC LIMIT :limit"
+        ),
+        {"dataset": dataset, "limit": limit},
+    )
+    return [Run(**row._mapping) for row in rows]
+
+
+def set_status(
+    session: Session, run_id: int, status: str, *, error: str | None = None, finished: bool = True
+) -> None:
+    values: dict[str, Any] = {"status": status, "heartbeat_at": text("now()")}
+    if finished:
+        values["finished_at"] = text("now()")
+    if error is not None:
+        values["error"] = error
+    session.execute(update(runs).where(runs.c.id == run_id).values(**values))
+
+
+def mark_resumed(session: Session, run_id: int, pid: int, host: str) -> None:
+    session.execute(
+        update(runs)
+        .where(runs.c.id == run_id)
+        .values(
+            status="running",
+            heartbeat_at=text("now()"),
+            finished_at=None,
+            error=None,
+            pid=pid,
+            host=host,
+        )
+    )
+
+
+def record_progress(
+    session: Session, run_id: int, *, steps_done: int, total_steps: int | None = None
+) -> None:
+    values: dict[str, Any] = {"steps_done": steps_done, "heartbeat_at": text("now()")}
+    if total_steps is not None:
+        values["total_steps"] = total_steps
+    session.execute(update(runs).where(runs.c.id == run_id).values(**values))
+
+
+def record_accuracy(
+    session: Session, run_id: int, *, train: float | None, test: float | None
+) -> None:
+    session.execute(
+        update(runs).where(runs.c.id == run_id).values(train_accuracy=train, test_accuracy=test)
+    )
+
+
+def heartbeat(session: Session, run_id: int) -> None:
+    session.execute(
+        update(runs)
+        .where(runs.c.id == run_id, runs.c.status == "running")
+        .values(heartbeat_at=text("now()"))
+    )
+
+
+def reconcile_stale(session: Session) -> int:
+    """Store 'interrupted' for running runs whose heartbeat went stale."""
+    return session.execute(
+        text(
+            "UPDATE signdb.runs SET status = 'interrupted', "
+            "error = coalesce(error, 'heartbeat lost: the trainer stopped without finishing') "
+            "WHERE status = 'running' AND signdb.effective_status(status, heartbeat_at) = 'interrupted'"
+        )
+    ).rowcount
+
+
+def split_image_ids(session: Session, run_id: int, split: str) -> list[int]:
+    return list(
+        session.scalars(
+            text(
+                "SELECT image_id FROM signdb.run_images WHERE run_id = :r AND split = :s ORDER BY image_id"
+            ),
+            {"r": run_id, "s": split},
+        )
+    )
+
+
+def run_exists(session: Session, run_id: int) -> bool:
+    return session.scalar(select(runs.c.id).where(runs.c.id == run_id)) is not None
