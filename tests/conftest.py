@@ -167,3 +167,52 @@ def shared_dataset() -> Path:
     if not path.is_dir():
         pytest.fail(f"the shared dataset is missing at {path}; set SIGNDB_DATASET_DIR")
     return path
+
+
+def _load(url: str, path: Path, name: str) -> None:
+    from signdb.data.preprocess import Preprocessing
+    from signdb.db.engine import get_engine
+    from signdb.workflows import load_dataset
+
+    load_dataset(get_engine(url), path, name, Preprocessing(), workers=1)
+
+
+@pytest.fixture(scope="session")
+def mini_dataset_dir(shared_dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """24 images per label: enough to train on in a second, still real JPEGs."""
+    import shutil
+
+    root = tmp_path_factory.mktemp("mini")
+    for label_dir in sorted(shared_dataset.iterdir()):
+        if label_dir.is_dir():
+            (root / label_dir.name).mkdir()
+            for jpg in sorted(label_dir.iterdir())[:24]:
+                shutil.copy(jpg, root / label_dir.name / jpg.name)
+    return root
+
+
+@pytest.fixture(scope="session")
+def trained_db(
+    pg_admin_url: str, template_db: str, shared_dataset: Path, mini_dataset_dir: Path
+) -> Iterator[str]:
+    """One database per session holding the shared dataset ("sld") and the mini one ("mini").
+
+    For tests that only add runs and look at their own run ids; anything that
+    needs an empty or pristine database uses ``db_url``.
+    """
+    name = fresh_database(pg_admin_url, template_db)
+    url = make_url(pg_admin_url).set(database=name).render_as_string(hide_password=False)
+    _load(url, shared_dataset, "sld")
+    _load(url, mini_dataset_dir, "mini")
+    yield url
+    from signdb.db.engine import get_engine
+
+    get_engine(url).dispose()
+    with _admin(pg_admin_url) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def trained_url(trained_db: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    monkeypatch.setenv("SIGNDB_DATABASE_URL", trained_db)
+    return trained_db
