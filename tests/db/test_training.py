@@ -209,21 +209,11 @@ def test_stale_heartbeat_is_reported_and_stored_as_interrupted(trained_url, conn
     assert stored == "interrupted" and "heartbeat" in error
 
 
-def test_stored_weights_rebuild_an_identical_predictor(trained_url):
+def test_stored_weights_rebuild_an_identical_predictor(trained_url, conn):
     run_id = _train(
-        trained_url,
-        dataset="mini",
-        model="softmax",
-        classes=[0, 1, 2],
-        hyperparams={"iterations": 3},
+        trained_url, dataset="mini", model="softmax", classes=[0, 1, 2], hyperparams={"iterations": 3}
     ).run_id
     _, model = training.load_model(get_engine(trained_url), run_id)
     data = training.RunData(get_engine(trained_url), run_id, (64, 64, 1), [0, 1, 2], 42, "on")
-    acc = data.accuracy(model, "test")
-    stored = (
-        get_engine(trained_url)
-        .connect()
-        .exec_driver_sql(f"SELECT test_accuracy FROM signdb.runs WHERE id = {int(run_id)}")
-        .scalar()
-    )
-    assert acc == stored
+    stored = conn.execute("SELECT test_accuracy FROM signdb.runs WHERE id = %s", [run_id]).fetchone()[0]
+    assert data.accuracy(model, "test") == stored
