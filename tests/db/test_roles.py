@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import psycopg
+from psycopg import sql
 import pytest
 from sqlalchemy.engine import make_url
 
@@ -34,7 +35,8 @@ def test_analyst_reads_views_and_tables(db_url, pg):
             "learning_curves",
             "confusion",
         ):
-            conn.execute(f"SELECT * FROM signdb.{rel} LIMIT 1").fetchall()
+            query = sql.SQL("SELECT * FROM {} LIMIT 1").format(sql.Identifier("signdb", rel))
+            conn.execute(query).fetchall()
         assert conn.execute("SELECT count(*) FROM signdb.runs").fetchone()[0] == 1
 
 
