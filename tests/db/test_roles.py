@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import psycopg
-from psycopg import sql
 import pytest
+from psycopg import sql
 from sqlalchemy.engine import make_url
 
 from signdb.db import migrate

@@ -44,7 +44,10 @@ def db_current(ctx: Context) -> None:
     """Show the database's schema revision and the code's head revision."""
     from signdb.db import migrate
 
-    result = {"revision": migrate.current_revision(ctx.engine), "head": migrate.head_revision(ctx.engine)}
+    result = {
+        "revision": migrate.current_revision(ctx.engine),
+        "head": migrate.head_revision(ctx.engine),
+    }
     ctx.emit(result, lambda r: f"revision {r['revision']} (head {r['head']})")
 
 
@@ -55,7 +58,12 @@ def db_check(ctx: Context) -> None:
     from signdb.db import migrate
 
     status = migrate.check(ctx.engine)
-    result = {"revision": status.revision, "head": status.head, "ok": status.ok, "drift": status.drift}
+    result = {
+        "revision": status.revision,
+        "head": status.head,
+        "ok": status.ok,
+        "drift": status.drift,
+    }
     if status.ok:
         ctx.emit(result, lambda r: f"schema is current (revision {r['revision']})")
         return
@@ -97,11 +105,21 @@ def sql(ctx: Context, role: str | None) -> None:
     url = ctx.ready_engine().url
     psql = shutil.which("psql") or str(_package_bin_dir() / "psql")
     if not os.path.exists(psql):
-        raise ConfigError("psql was not found; install the PostgreSQL client (e.g. apt install postgresql-client)")
+        raise ConfigError(
+            "psql was not found; install the PostgreSQL client (e.g. apt install postgresql-client)"
+        )
     env = dict(os.environ)
     if url.password:
         env["PGPASSWORD"] = url.password  # keep it off the command line (visible in ps)
-    args = [psql, "-h", str(url.query.get("host") or url.host or "localhost"), "-U", url.username or "postgres", "-d", url.database or "postgres"]
+    args = [
+        psql,
+        "-h",
+        str(url.query.get("host") or url.host or "localhost"),
+        "-U",
+        url.username or "postgres",
+        "-d",
+        url.database or "postgres",
+    ]
     if url.port:
         args += ["-p", str(url.port)]
     if role:
