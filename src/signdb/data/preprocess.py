@@ -195,7 +195,7 @@ def _to_uint8(arr: np.ndarray, source: str) -> np.ndarray:
         if bad.any():
             where = tuple(int(i) for i in np.argwhere(bad)[0])
             raise ArrayError(
-                f"{source}: pixel {where} is {arr[where]!r}; float pixels must be finite "
+                f"{source}: pixel {where} is {arr[where].item()!r}; float pixels must be finite "
                 "and within [0, 1] (or store uint8 0..255)"
             )
         # x*255 rounds back exactly for pixels that were k/255, so our own
@@ -206,7 +206,7 @@ def _to_uint8(arr: np.ndarray, source: str) -> np.ndarray:
         if bad.any():
             where = tuple(int(i) for i in np.argwhere(bad)[0])
             raise ArrayError(
-                f"{source}: pixel {where} is {arr[where]!r}; integer pixels must be within "
+                f"{source}: pixel {where} is {arr[where].item()!r}; integer pixels must be within "
                 "0..255 (or store floats in [0, 1])"
             )
         return arr.astype(np.uint8)

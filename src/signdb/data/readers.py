@@ -338,10 +338,15 @@ def _find_root(files: list[str], dirs: set[str]) -> _Root:
     raise InputError(f"nothing to load: folders nest too deeply; {_LAYOUTS}")
 
 
+# Labels are stored as PostgreSQL integer.
+MAX_LABEL = 2**31 - 1
+
+
 def parse_label(name: str) -> int | None:
     # Plain decimal only: "07" and "+7" would be ambiguous aliases of "7".
     if name.isascii() and name.isdigit() and (name == "0" or not name.startswith("0")):
-        return int(name)
+        value = int(name)
+        return value if value <= MAX_LABEL else None
     return None
 
 
@@ -388,7 +393,7 @@ def _tree_tasks(
                 yield Rejection(
                     display(f),
                     f"folder name {folder!r} is not a valid label; label folders must be "
-                    "named by a non-negative integer such as 0, 1 or 9",
+                    f"named by an integer from 0 to {MAX_LABEL}, such as 0, 1 or 9",
                 )
             elif PurePosixPath(f).suffix.lower() not in IMAGE_EXTENSIONS:
                 yield Rejection(
@@ -496,6 +501,8 @@ def _label_of_row(row: np.ndarray) -> int | str:
         return f"label {v!r} is not a whole number; Y.npy must hold class indices 0, 1, 2, …"
     if int(v) < 0:
         return f"label {int(v)} is negative; Y.npy must hold class indices 0, 1, 2, …"
+    if int(v) > MAX_LABEL:
+        return f"label {int(v)} is larger than {MAX_LABEL}, the largest label signdb stores"
     return int(v)
 
 

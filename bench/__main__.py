@@ -1,0 +1,114 @@
+"""Run the benchmarks: ``python -m bench [NAME ...]`` (``make bench`` runs them all).
+
+Every module ``bench/bench_<name>.py`` exposes ``run() -> list[dict]``: one dict
+per row of its result table. The runner discovers the modules, runs the ones
+asked for (all by default), prints each table and writes
+``bench/results/<name>.json`` with the rows and the machine they ran on.
+Adding a benchmark is adding a module; nothing here changes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import importlib
+import json
+import os
+import pkgutil
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+RESULTS = HERE / "results"
+PREFIX = "bench_"
+
+
+def available() -> list[str]:
+    return sorted(
+        m.name.removeprefix(PREFIX)
+        for m in pkgutil.iter_modules([str(HERE)])
+        if m.name.startswith(PREFIX)
+    )
+
+
+def format_table(rows: list[dict[str, Any]]) -> str:
+    if not rows:
+        return "(no rows)"
+    columns: list[str] = []
+    for row in rows:  # the union of keys, in first-seen order
+        columns += [k for k in row if k not in columns]
+    cells = [[_cell(row.get(c)) for c in columns] for row in rows]
+    widths = [max(len(c), *(len(r[i]) for r in cells)) for i, c in enumerate(columns)]
+    numeric = [all(_is_number(row.get(c)) for row in rows) for c in columns]
+
+    def line(values: list[str]) -> str:
+        out = [
+            v.rjust(w) if num else v.ljust(w)
+            for v, w, num in zip(values, widths, numeric, strict=True)
+        ]
+        return "  ".join(out).rstrip()
+
+    return "\n".join([line(columns), line(["-" * w for w in widths]), *(line(r) for r in cells)])
+
+
+def _is_number(v: Any) -> bool:
+    return v is None or (isinstance(v, int | float) and not isinstance(v, bool))
+
+
+def _cell(v: Any) -> str:
+    if v is None:
+        return ""
+    if isinstance(v, float):
+        return f"{v:,.3f}" if abs(v) < 100 else f"{v:,.0f}"
+    return str(v)
+
+
+def machine() -> dict[str, Any]:
+    # The figures only mean something next to the machine and its load.
+    return {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cpus": os.cpu_count(),
+        "load_average": [round(x, 2) for x in os.getloadavg()],
+    }
+
+
+def run_one(name: str) -> dict[str, Any]:
+    module = importlib.import_module(f"bench.{PREFIX}{name}")
+    started = dt.datetime.now(dt.UTC)
+    t0 = time.perf_counter()
+    rows = module.run()
+    report = {
+        "benchmark": name,
+        "started_at": started.isoformat(timespec="seconds"),
+        "seconds": round(time.perf_counter() - t0, 1),
+        "machine": machine(),
+        "rows": rows,
+    }
+    RESULTS.mkdir(exist_ok=True)
+    out = RESULTS / f"{name}.json"
+    out.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"\n== {name} ({report['seconds']} s) ==")
+    print(format_table(rows))
+    print(f"-> {out.relative_to(HERE.parent)}")
+    return report
+
+
+def main(argv: list[str] | None = None) -> int:
+    names = available()
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
+    parser.add_argument("names", nargs="*", metavar="NAME", help=f"one of: {', '.join(names)}")
+    args = parser.parse_args(argv)
+    unknown = sorted(set(args.names) - set(names))
+    if unknown:
+        parser.error(f"unknown benchmark(s) {', '.join(unknown)}; known: {', '.join(names)}")
+    for name in args.names or names:
+        run_one(name)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
