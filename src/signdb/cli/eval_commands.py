@@ -1,0 +1,130 @@
+"""``signdb evaluate``, ``signdb predict`` and ``signdb report``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from signdb.cli import Context, common_options
+
+
+@click.command("evaluate")
+@click.argument("run_id", type=int)
+@click.option(
+    "--split",
+    type=click.Choice(["test", "train", "all"]),
+    default="test",
+    show_default=True,
+    help="Which of the run's images to score ('all': train and test together).",
+)
+@click.option(
+    "--thresholds",
+    default="0:1:0.01",
+    show_default=True,
+    metavar="START:STOP:STEP",
+    help="Binary runs: the threshold sweep (STOP included; 0.5 is always added).",
+)
+@click.option("--table", "show_table", is_flag=True, help="Print the seed's metrics table.")
+@common_options
+def evaluate(ctx: Context, run_id: int, split: str, thresholds: str, show_table: bool) -> None:
+    """Score a run's images and write predictions and TP/FP/TN/FN evaluation rows.
+
+    Binary runs get one row per threshold (positive when probability >=
+    threshold); multi-class runs one one-vs-rest row per class at the argmax.
+    Re-evaluating replaces the run's rows for that split in one transaction.
+    """
+    from signdb import evaluate as evaluation
+
+    result = evaluation.evaluate(ctx.ready_engine(), run_id, split=split, thresholds=thresholds)
+    if show_table and not ctx.as_json:
+        click.echo(format_table(result.table))
+        return
+    ctx.emit(result.as_dict(), _human_evaluation)
+
+
+def _rate(v: float | None) -> str:
+    return "-" if v is None else f"{v:.4f}"
+
+
+def format_table(rows: list[dict[str, Any]]) -> str:
+    """The seed's table: threshold, TP, FP, TN, FN, accuracy, precision, recall, F1."""
+    multi = any(r["threshold"] is None for r in rows)
+    first = "class" if multi else "threshold"
+    header = (
+        f"{first:>9} {'TP':>6} {'FP':>6} {'TN':>6} {'FN':>6} "
+        f"{'accuracy':>9} {'precision':>9} {'recall':>9} {'F1':>9}"
+    )
+    lines = [header]
+    for r in rows:
+        key = str(r["positive_class"]) if multi else f"{r['threshold']:.2f}"
+        lines.append(
+            f"{key:>9} {r['tp']:>6} {r['fp']:>6} {r['tn']:>6} {r['fn']:>6} "
+            f"{_rate(r['accuracy']):>9} {_rate(r['precision']):>9} "
+            f"{_rate(r['recall']):>9} {_rate(r['f1']):>9}"
+        )
+    return "\n".join(lines)
+
+
+def _human_evaluation(r: dict[str, Any]) -> str:
+    return (
+        f"run {r['run_id']} evaluated on {r['split']} ({r['predictions']} images, "
+        f"{r['rows']} evaluation rows): accuracy {_rate(r['accuracy'])}, precision "
+        f"{_rate(r['precision'])}, recall {_rate(r['recall'])}, F1 {_rate(r['f1'])}"
+    )
+
+
+@click.command("predict")
+@click.option("--run", "run_id", type=int, required=True, help="Run whose final weights to use.")
+@click.argument("images", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@common_options
+def predict(ctx: Context, run_id: int, images: tuple[str, ...]) -> None:
+    """Predict image files with a run's stored weights.
+
+    Each file is preprocessed exactly as the run's dataset was loaded.
+    "probability" means what predictions.probability means: the positive
+    class's (the second of the run's classes) for binary runs, the predicted
+    label's for multi-class runs; "probabilities" lists every class.
+    """
+    from signdb.evaluate import predict_files
+
+    found = predict_files(ctx.ready_engine(), run_id, list(images))
+    ctx.emit({"predictions": found}, _human_predictions)
+
+
+def _human_predictions(r: dict[str, Any]) -> str:
+    return "\n".join(
+        f"{p['path']}: label {p['label']} (probability {p['probability']:.4f})"
+        for p in r["predictions"]
+    )
+
+
+@click.command("report")
+@click.argument("run_id", type=int)
+@click.option(
+    "--out",
+    "out_dir",
+    required=True,
+    type=click.Path(file_okay=False),
+    help="Folder to write index.html into (created if missing).",
+)
+@click.option(
+    "--threshold",
+    type=click.FloatRange(0, 1),
+    default=0.5,
+    show_default=True,
+    help="Binary runs: the threshold marked on the PR and ROC curves.",
+)
+@common_options
+def report(ctx: Context, run_id: int, out_dir: str, threshold: float) -> None:
+    """Write a static, offline HTML report of a run (evaluating it first if needed)."""
+    from signdb.report import write_report
+
+    path = write_report(ctx.ready_engine(), run_id, out_dir, threshold=threshold)
+    ctx.emit({"path": str(path)}, lambda r: f"report written to {r['path']}")
+
+
+def register(cli: click.Group) -> None:
+    cli.add_command(evaluate)
+    cli.add_command(predict)
+    cli.add_command(report)

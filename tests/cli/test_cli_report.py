@@ -1,0 +1,119 @@
+"""`signdb report` opened in headless Chromium: every resource loads, every figure has pixels."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import psycopg
+import pytest
+from PIL import Image
+
+from tests.db.test_evaluate import real_runs  # noqa: F401 - session fixture
+from tests.helpers import signdb
+
+CHROMIUM = shutil.which("chromium")
+WIDTH, HEIGHT = 1280, 2400
+
+
+def screenshot(page: Path, tmp_path: Path) -> np.ndarray:
+    shot = tmp_path / "shot.png"
+    subprocess.run(
+        [
+            CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+            "--no-first-run", "--disable-background-networking", "--disable-component-update",
+            "--disable-sync", f"--user-data-dir={tmp_path / 'profile'}",
+            f"--screenshot={shot}", f"--window-size={WIDTH},{HEIGHT}", page.as_uri(),
+        ],
+        capture_output=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert shot.is_file(), "chromium wrote no screenshot"
+    return np.asarray(Image.open(shot).convert("RGB")).astype(np.int16)
+
+
+def frame_box(pixels: np.ndarray, colour: str) -> tuple[int, int, int, int]:
+    """Bounding box (top, bottom, left, right) of the pixels drawn in a frame's colour."""
+    rgb = np.array([int(colour[i : i + 2], 16) for i in (1, 3, 5)])
+    mask = np.all(np.abs(pixels - rgb) <= 8, axis=2)
+    ys, xs = np.nonzero(mask)
+    assert len(ys) > 400, f"frame {colour} not found in the screenshot"
+    return ys.min(), ys.max(), xs.min(), xs.max()
+
+
+def check_resources(page: Path) -> list[str]:
+    html = page.read_text()
+    sources = re.findall(r'<img[^>]*\ssrc="([^"]+)"', html)
+    for src in sources:
+        if not src.startswith("data:image/png;base64,"):
+            assert (page.parent / src).is_file(), f"missing resource {src}"
+    # Offline: nothing fetched from anywhere.
+    assert not re.search(r'(src|href)="(https?:)?//', html)
+    return sources
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (apt-get install chromium)")
+@pytest.mark.parametrize("which", ["binary", "multi"])
+def test_report_renders_every_figure(real_runs, which, tmp_path):  # noqa: F811
+    run_id = getattr(real_runs, which)
+    out = tmp_path / "report"
+    result = signdb(
+        "report", str(run_id), "--out", str(out), "--json",
+        env={"SIGNDB_DATABASE_URL": real_runs.url},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    page = Path(json.loads(result.stdout)["path"])
+    assert page == (out / "index.html").resolve() and page.is_file()
+    sources = check_resources(page)
+    html = page.read_text()
+    frames = dict(re.findall(r'id="fig-(\w+)" data-frame="(#[0-9a-f]{6})"', html))
+    assert set(frames) == {"learning", "confusion", "pr", "roc", "gallery"}
+    assert len(sources) >= 5  # four figures and at least one misclassified image
+
+    pixels = screenshot(page, tmp_path)
+    assert pixels.shape[:2] == (HEIGHT, WIDTH)
+    for name, colour in frames.items():
+        top, bottom, left, right = frame_box(pixels, colour)
+        # A figure that failed to load collapses to its alt text: frames must keep their size.
+        assert bottom - top > (100 if name == "gallery" else 400), (name, top, bottom)
+        assert right - left > 500, (name, left, right)
+        # Skip the frame's title and margins; a plot draws axes, ticks and curves in there.
+        inside = pixels[top + 60 : bottom - 30, left + 40 : right - 40]
+        ink = np.any(np.abs(inside - 255) > 40, axis=2).mean()
+        # Calibrated: real plots ink 1.3-36%, photos more; a broken image well under 0.5%.
+        assert ink > (0.02 if name == "gallery" else 0.008), (
+            f"figure {name} looks blank ({ink:.3%} non-white pixels)"
+        )
+    assert f"signdb run {run_id}" in html
+    assert "dataset fingerprint" in html
+
+
+def test_report_evaluates_a_run_first_and_names_bad_runs(real_runs, tmp_path):  # noqa: F811
+    with psycopg.connect(real_runs.conninfo) as conn:
+        has_train_rows = conn.execute(
+            "SELECT count(*) FROM signdb.evaluations WHERE run_id = %s AND split = 'test'",
+            [real_runs.binary_other_seed],
+        ).fetchone()[0]
+    assert has_train_rows  # the fixture evaluated it; the library path is tested below
+    from signdb.db.engine import get_engine
+    from signdb.report import write_report
+
+    engine = get_engine(real_runs.url)
+    with psycopg.connect(real_runs.conninfo, autocommit=True) as conn:
+        conn.execute(
+            "DELETE FROM signdb.evaluations WHERE run_id = %s", [real_runs.binary_other_seed]
+        )
+    path = write_report(engine, real_runs.binary_other_seed, tmp_path / "r")
+    with psycopg.connect(real_runs.conninfo) as conn:
+        restored = conn.execute(
+            "SELECT count(*) FROM signdb.evaluations WHERE run_id = %s AND split = 'test'",
+            [real_runs.binary_other_seed],
+        ).fetchone()[0]
+    assert restored == 101 and path.is_file()
+    result = signdb(
+        "report", "999999", "--out", str(tmp_path / "x"), env={"SIGNDB_DATABASE_URL": real_runs.url}
+    )
+    assert result.returncode == 1 and "no run with id 999999" in result.stderr
