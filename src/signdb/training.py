@@ -16,6 +16,7 @@ import os
 import signal
 import socket
 import subprocess
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -37,6 +38,7 @@ from signdb.store import weights as weight_store
 from signdb.tracking import RunTracker
 
 CACHE_BUDGET_BYTES = 1 << 30
+CHECKPOINT_SECONDS = 10.0
 EVAL_CHUNK = 512
 
 
@@ -132,6 +134,7 @@ class RunData:
         need = sum(self.sizes.values()) * int(np.prod(shape))
         self.cached = cache == "on" or (cache == "auto" and need <= CACHE_BUDGET_BYTES)
         self._cache: dict[str, tuple[np.ndarray, np.ndarray, list[str]]] = {}
+        self._full_batch: tuple[np.ndarray, np.ndarray] | None = None
 
     # Streaming ---------------------------------------------------------------
     def _stream(
@@ -144,7 +147,7 @@ class RunData:
             result = conn.execution_options(stream_results=True, yield_per=chunk).execute(
                 query, params
             )
-            for rows in result.partitions():
+            for rows in result.partitions(chunk):
                 pixels = np.frombuffer(b"".join(r[0] for r in rows), dtype=np.uint8)
                 labels = np.fromiter((r[1] for r in rows), dtype=np.int64, count=len(rows))
                 yield pixels.reshape(len(rows), *self.shape), labels, [r[2] for r in rows]
@@ -184,7 +187,10 @@ class RunData:
         if self.cached:
             pixels, labels, shas = self._load_cache("train")
             if full:
-                yield to_float(pixels), self._index(labels)
+                # Full-batch models see the same array every step: convert it once.
+                if self._full_batch is None:
+                    self._full_batch = (to_float(pixels), self._index(labels))
+                yield self._full_batch
                 return
             order = sorted(range(n), key=lambda i: (order_key(shas[i], self.seed, epoch), i))
             for start in range(0, n, batch_size):
@@ -386,6 +392,7 @@ def _run_loop(
     checkpoint_every = config.checkpoint_every or max(1, total // 10)
     step = start_step
     cost = float("nan")
+    last_checkpoint = time.monotonic()
     try:
         with tracker.heartbeat(), _stop_on_signals() as received:
             if step == 0:
@@ -413,8 +420,15 @@ def _run_loop(
                             f"run {run_id} interrupted at step {step} of {total}; "
                             f"resume with `signdb train --resume {run_id}`"
                         )
-                    if step % checkpoint_every == 0 and step < total:
+                    due = step % checkpoint_every == 0 and step < total
+                    # The default schedule also waits CHECKPOINT_SECONDS between
+                    # checkpoints, so short steps do not spend their time writing weights.
+                    if due and (
+                        config.checkpoint_every
+                        or time.monotonic() - last_checkpoint >= CHECKPOINT_SECONDS
+                    ):
                         tracker.checkpoint(step, model.state_dict(), total_steps=total)
+                        last_checkpoint = time.monotonic()
             train_acc = data.accuracy(model, "train")
             test_acc = data.accuracy(model, "test")
             tracker.metrics.log(total, "test_accuracy", test_acc)

@@ -96,7 +96,10 @@ def test_rerun_is_byte_identical(trained_url, conn):
 
 def test_cache_on_and_off_give_identical_weights(trained_url):
     kw = dict(
-        dataset="mini", model="mlp", classes=[0, 1, 2], hyperparams={"iterations": 2, "hidden": [8]}
+        dataset="mini",
+        model="mlp",
+        classes=[0, 1, 2],
+        hyperparams={"iterations": 2, "hidden": [8], "batch_size": 16},
     )
     on = _train(trained_url, cache="on", **kw).run_id
     off = _train(trained_url, cache="off", **kw).run_id
@@ -211,9 +214,15 @@ def test_stale_heartbeat_is_reported_and_stored_as_interrupted(trained_url, conn
 
 def test_stored_weights_rebuild_an_identical_predictor(trained_url, conn):
     run_id = _train(
-        trained_url, dataset="mini", model="softmax", classes=[0, 1, 2], hyperparams={"iterations": 3}
+        trained_url,
+        dataset="mini",
+        model="softmax",
+        classes=[0, 1, 2],
+        hyperparams={"iterations": 3},
     ).run_id
     _, model = training.load_model(get_engine(trained_url), run_id)
     data = training.RunData(get_engine(trained_url), run_id, (64, 64, 1), [0, 1, 2], 42, "on")
-    stored = conn.execute("SELECT test_accuracy FROM signdb.runs WHERE id = %s", [run_id]).fetchone()[0]
+    stored = conn.execute(
+        "SELECT test_accuracy FROM signdb.runs WHERE id = %s", [run_id]
+    ).fetchone()[0]
     assert data.accuracy(model, "test") == stored

@@ -9,7 +9,7 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from signdb.errors import NotFound
-from signdb.store.copy import copy_rows, raw_connection
+from signdb.store.copy import raw_connection
 
 
 def save_tensors(
@@ -20,25 +20,50 @@ def save_tensors(
     *,
     final: bool = False,
 ) -> None:
-    """Write one checkpoint (replacing any earlier one at the same step)."""
+    """Write one checkpoint (replacing any earlier one at the same step).
+
+    The binary COPY rows are assembled with numpy: going through Python lists
+    cost 1.8 s for an MLP's 1.6 M floats, this costs a few milliseconds.
+    """
     conn = raw_connection(session)
     conn.execute("DELETE FROM signdb.weights WHERE run_id = %s AND step = %s", [run_id, step])
-    copy_rows(
-        conn,
-        "COPY signdb.weights (run_id, step, tensor, shape, data, final) FROM STDIN (FORMAT BINARY)",
-        ["int8", "int4", "text", "int4[]", "float4[]", "bool"],
-        (
-            (
-                run_id,
-                step,
-                name,
-                list(arr.shape) or [1],
-                np.asarray(arr, dtype=np.float32).ravel().tolist(),
-                final,
-            )
-            for name, arr in tensors.items()
-        ),
-    )
+    payload = [_COPY_HEADER]
+    for name, arr in tensors.items():
+        shape = list(arr.shape) or [1]
+        fields = [
+            _field(np.array(run_id, ">i8").tobytes()),
+            _field(np.array(step, ">i4").tobytes()),
+            _field(name.encode()),
+            _field(_binary_array(np.asarray(shape, ">i4"), _INT4_OID)),
+            _field(_binary_array(np.asarray(arr, ">f4").ravel(), _FLOAT4_OID)),
+            _field(b"\x01" if final else b"\x00"),
+        ]
+        payload.append(len(fields).to_bytes(2, "big") + b"".join(fields))
+    payload.append(_COPY_TRAILER)
+    with (
+        conn.cursor() as cur,
+        cur.copy(
+            "COPY signdb.weights (run_id, step, tensor, shape, data, final) FROM STDIN (FORMAT BINARY)"
+        ) as copy,
+    ):
+        copy.write(b"".join(payload))
+
+
+_INT4_OID = 23
+_FLOAT4_OID = 700
+
+
+def _field(data: bytes) -> bytes:
+    return len(data).to_bytes(4, "big", signed=True) + data
+
+
+def _binary_array(values: np.ndarray, element_oid: int) -> bytes:
+    """PostgreSQL's binary format of a one-dimensional array without NULLs."""
+    header = np.array([1, 0, element_oid, len(values), 1], ">i4").tobytes()
+    elements = np.empty(len(values), dtype=[("len", ">i4"), ("value", values.dtype)])
+    elements["len"] = values.dtype.itemsize
+    elements["value"] = values
+    return header + elements.tobytes()
 
 
 def latest_step(session: Session, run_id: int, *, final_only: bool = False) -> int | None:

@@ -1,0 +1,418 @@
+"""Training throughput from PostgreSQL against in-memory numpy, logging overhead, peak memory.
+
+Everything runs in one go against a scratch database ``signdb_bench_train`` on
+the server signdb would use (the embedded one by default), dropped at the end.
+
+* Throughput: the seed experiment (logreg, digits 0 vs 1, 150 full-batch steps)
+  and one MLP epoch (10 classes, batch 64). The same ``model.train_step`` is fed
+  by ``RunData.epoch_batches`` with ``cache`` off and on, and by slices of a
+  float32 array already in memory, over the same batches in the same order.
+  Cache-on MLP figures are for a warm cache (every epoch after the first);
+  the one-off cache load is reported on its own row.
+* Wall time of ``train()`` end to end (run row, split, steps, metrics,
+  evaluation, checkpoints), and the cost of one MLP checkpoint write.
+* Logging overhead of the seed experiment: time spent inside ``MetricLogger``
+  over the rest of ``train()``, cross-checked against runs whose ``log`` is a
+  no-op.
+* Peak RSS of a child process that trains one MLP epoch with ``--cache off``
+  on the dataset and on a 10x copy of it (``np.roll`` shifts 1..9 pixels).
+
+Runs alternate between variants, so background load hits them alike; figures
+are medians of ``REPEATS``. BLAS is pinned to one thread: on two shared cores,
+OpenBLAS's spinning worker threads otherwise make a matrix product vary by 50x
+with the load of other processes, drowning the data path being measured.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import numpy as np
+from sqlalchemy import Engine, text
+from threadpoolctl import threadpool_limits
+
+from bench._scratch import scratch_engine
+from signdb.config import dataset_dir
+from signdb.data.preprocess import Preprocessing, pixels_sha256
+from signdb.data.readers import Sample
+from signdb.db.engine import transaction
+from signdb.ml import build_model
+from signdb.ml.base import Classifier
+from signdb.store import datasets as ds_store
+from signdb.store import weights as weight_store
+from signdb.tracking import MetricLogger
+from signdb.training import RunData, TrainConfig, order_key, to_float, train
+from signdb.workflows import load_dataset
+
+DB = "signdb_bench_train"
+DATASET = "sld"
+BIG = "sld10"  # the dataset plus 9 shifted copies
+SHIFTS = range(1, 10)
+SEED = 42
+BATCH = 64
+REPEATS = 3
+OVERHEAD_REPEATS = 5
+GOAL_RATIO = 0.8
+GOAL_OVERHEAD = 0.05
+GOAL_MEMORY_GROWTH = 1.25  # peak RSS at 10x over peak RSS at 1x
+#: Default MLP: 30 epochs with a checkpoint every total//10 steps, i.e. 10 of them.
+DEFAULT_MLP_EPOCHS, DEFAULT_CHECKPOINTS = 30, 10
+NO_CHECKPOINTS = 10**9  # checkpoint_every that leaves only the final one
+PREP = Preprocessing()  # the defaults: 64x64 gray
+
+
+def _seed_config(cache: str) -> TrainConfig:
+    return TrainConfig(dataset=DATASET, cache=cache)  # the defaults are the seed's experiment
+
+
+def _mlp_config(dataset: str, cache: str) -> TrainConfig:
+    return TrainConfig(
+        dataset=dataset,
+        model="mlp",
+        classes=None,
+        hyperparams={"iterations": 1, "batch_size": BATCH},
+        cache=cache,
+        checkpoint_every=NO_CHECKPOINTS,  # checkpoints are measured on their own row
+    )
+
+
+def _row(benchmark: str, metric: str, value: Any, unit: str, goal: str = "", ok: Any = None):
+    return {
+        "benchmark": benchmark,
+        "metric": metric,
+        "value": value,
+        "unit": unit,
+        "goal": goal,
+        "ok": ok,
+    }
+
+
+def _timed(fn: Callable[[], Any]) -> tuple[float, Any]:
+    start = time.perf_counter()
+    value = fn()
+    return time.perf_counter() - start, value
+
+
+# -- the training loops compared ------------------------------------------------------
+class Workload:
+    """One training job: its run's train split in memory, and the model that trains on it."""
+
+    def __init__(self, engine: Engine, run_id: int, model: str, hyperparams: dict) -> None:
+        self.engine, self.run_id = engine, run_id
+        self.model_name, self.hyperparams = model, hyperparams
+        with transaction(engine) as session:
+            rows = session.execute(
+                text(
+                    "SELECT i.pixels, i.label, i.sha256 FROM signdb.run_images ri "
+                    "JOIN signdb.images i ON i.id = ri.image_id "
+                    "WHERE ri.run_id = :r AND ri.split = 'train' ORDER BY i.id"
+                ),
+                {"r": run_id},
+            ).all()
+            self.classes = session.scalar(
+                text("SELECT classes FROM signdb.runs WHERE id = :r"), {"r": run_id}
+            )
+        self.shape = PREP.shape
+        self.batch_size = None if self.new_model().full_batch else hyperparams["batch_size"]
+        self.epochs = hyperparams["iterations"]
+        pixels = np.frombuffer(b"".join(r[0] for r in rows), np.uint8)
+        self.X = to_float(pixels.reshape(len(rows), *self.shape))
+        self.y = np.searchsorted(self.classes, [r[1] for r in rows])
+        self.shas = [r[2] for r in rows]
+        self.n = len(rows)
+
+    def new_model(self) -> Classifier:
+        model = build_model(self.model_name, seed=SEED, **self.hyperparams)
+        return model.initialize(PREP.shape, self.classes)
+
+    def memory_batches(self, epoch: int) -> Iterator[np.ndarray | slice]:
+        """Index arrays in the trainer's order (md5 of sha256, seed and epoch)."""
+        if self.batch_size is None:
+            yield slice(None)
+            return
+        order = np.asarray(
+            sorted(range(self.n), key=lambda i: (order_key(self.shas[i], SEED, epoch), i))
+        )
+        for start in range(0, self.n, self.batch_size):
+            yield order[start : start + self.batch_size]
+
+    def train_memory(self) -> tuple[float, int, int]:
+        """(seconds, samples, largest batch) training on the in-memory array."""
+        model = self.new_model()
+        plans = [list(self.memory_batches(e)) for e in range(self.epochs)]  # not timed
+        step = samples = 0
+        start = time.perf_counter()
+        for plan in plans:
+            for idx in plan:
+                X, y = self.X[idx], self.y[idx]
+                model.train_step(X, y, step)
+                step += 1
+                samples += len(y)
+        return time.perf_counter() - start, samples, len(self.y[plans[0][0]])
+
+    def train_db(self, cache: str, *, warm: bool = False) -> tuple[float, int, int]:
+        """(seconds, samples, largest batch) training on RunData batches from PostgreSQL."""
+        model = self.new_model()
+        data = RunData(self.engine, self.run_id, self.shape, self.classes, SEED, cache)
+        if warm:
+            for _ in data.epoch_batches(0, self.batch_size):
+                pass
+        step = samples = largest = 0
+        start = time.perf_counter()
+        for epoch in range(self.epochs):
+            for X, y in data.epoch_batches(epoch, self.batch_size):
+                model.train_step(X, y, step)
+                step += 1
+                samples += len(y)
+                largest = max(largest, len(y))
+        return time.perf_counter() - start, samples, largest
+
+
+def _throughput_rows(name: str, work: Workload, warm_cache: bool) -> list[dict]:
+    times: dict[str, list[float]] = {"memory": [], "off": [], "on": []}
+    largest: dict[str, int] = {}
+    samples: dict[str, int] = {}
+    for _ in range(REPEATS):
+        for variant in times:
+            if variant == "memory":
+                t, s, big = work.train_memory()
+            else:
+                t, s, big = work.train_db(variant, warm=warm_cache and variant == "on")
+            times[variant].append(t)
+            samples[variant], largest[variant] = s, big
+    rate = {v: samples[v] / statistics.median(ts) for v, ts in times.items()}
+    expected = work.n * work.epochs
+    rows = [_row(name, "in-memory numpy", rate["memory"], "samples/s")]
+    for cache in ("off", "on"):
+        label = f"cache {cache}" + (" (warm)" if cache == "on" and warm_cache else "")
+        ratio = rate[cache] / rate["memory"]
+        rows.append(_row(name, f"PostgreSQL, {label}", rate[cache], "samples/s"))
+        goal, ok = (
+            (f">= {GOAL_RATIO}x in-memory", ratio >= GOAL_RATIO) if cache == "on" else ("", None)
+        )
+        rows.append(_row(name, f"{label} / in-memory", ratio, "x", goal, ok))
+    if work.batch_size is not None:
+        # The streamed epoch must be the same mini-batches, not one big batch.
+        rows.append(
+            _row(
+                name,
+                "largest streamed batch, cache off",
+                largest["off"],
+                "images",
+                f"<= {work.batch_size}",
+                largest["off"] <= work.batch_size,
+            )
+        )
+    bad = {v: s for v, s in samples.items() if s != expected}
+    if bad:
+        rows.append(
+            _row(name, "samples per run differ from the split", str(bad), "", str(expected), False)
+        )
+    return rows
+
+
+# -- end to end ----------------------------------------------------------------------
+def _train_wall_rows(engine: Engine) -> tuple[list[dict], dict[str, float]]:
+    walls: dict[str, list[float]] = {}
+    jobs = {
+        "seed train() cache off": lambda: train(engine, _seed_config("off")),
+        "seed train() cache on": lambda: train(engine, _seed_config("on")),
+        "MLP 1-epoch train() cache off": lambda: train(engine, _mlp_config(DATASET, "off")),
+        "MLP 1-epoch train() cache on": lambda: train(engine, _mlp_config(DATASET, "on")),
+    }
+    for _ in range(REPEATS):
+        for name, job in jobs.items():
+            walls.setdefault(name, []).append(_timed(job)[0])
+    medians = {k: statistics.median(v) for k, v in walls.items()}
+    rows = [_row("end to end", k, v, "s") for k, v in medians.items()]
+    return rows, medians
+
+
+def _checkpoint_rows(engine: Engine, work: Workload, epoch_seconds: float) -> list[dict]:
+    """One MLP checkpoint (weights plus Adam state), as the trainer writes it."""
+    model = work.new_model()
+    model.train_step(work.X[:BATCH], work.y[:BATCH], 0)  # creates the optimizer state
+    state = model.state_dict()
+    floats = sum(v.size for v in state.values())
+    seconds = []
+    for step in range(REPEATS):
+        with transaction(engine) as session:
+            t, _ = _timed(
+                lambda s=session, k=step: weight_store.save_tensors(
+                    s, work.run_id, 10**6 + k, state
+                )
+            )
+        seconds.append(t)
+    ckpt = statistics.median(seconds)
+    default_run = DEFAULT_MLP_EPOCHS * epoch_seconds
+    share = DEFAULT_CHECKPOINTS * ckpt / default_run
+    return [
+        _row("checkpoint", f"MLP checkpoint write ({floats:,} floats)", ckpt, "s"),
+        _row(
+            "checkpoint",
+            "10 checkpoints / default 30-epoch MLP training",
+            share,
+            "fraction",
+            "< 0.05",
+            share < 0.05,
+        ),
+    ]
+
+
+# -- logging overhead ----------------------------------------------------------------
+@contextmanager
+def _patched_logger(mode: str) -> Iterator[list[float]]:
+    """``mode`` "timed": accumulate seconds spent in log/flush; "off": log is a no-op."""
+    spent = [0.0]
+    original_log, original_flush = MetricLogger.log, MetricLogger.flush
+
+    def timed(fn):
+        def wrapper(*args, **kwargs):
+            start = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                spent[0] += time.perf_counter() - start
+
+        return wrapper
+
+    if mode == "timed":
+        MetricLogger.log, MetricLogger.flush = timed(original_log), timed(original_flush)
+    else:
+        MetricLogger.log = lambda self, step, name, value: None
+    try:
+        yield spent
+    finally:
+        MetricLogger.log, MetricLogger.flush = original_log, original_flush
+
+
+def _overhead_rows(engine: Engine) -> list[dict]:
+    shares, with_log, without_log = [], [], []
+    for _ in range(OVERHEAD_REPEATS):
+        with _patched_logger("timed") as spent:
+            wall, _ = _timed(lambda: train(engine, _seed_config("on")))
+        shares.append(spent[0] / (wall - spent[0]))
+        with_log.append(wall)
+        with _patched_logger("off"):
+            without_log.append(_timed(lambda: train(engine, _seed_config("on")))[0])
+    share = statistics.median(shares)
+    ab = statistics.median(with_log) / statistics.median(without_log) - 1
+    return [
+        _row(
+            "logging overhead",
+            "seed train(): time in MetricLogger / rest",
+            share,
+            "fraction",
+            f"< {GOAL_OVERHEAD}",
+            share < GOAL_OVERHEAD,
+        ),
+        _row("logging overhead", "seed train() with logging / log as no-op - 1", ab, "fraction"),
+    ]
+
+
+# -- peak memory ---------------------------------------------------------------------
+_CHILD = """
+import json, resource, sys, time
+import psutil
+from signdb.db.engine import get_engine
+from signdb.training import TrainConfig, train
+base = psutil.Process().memory_info().rss
+config = TrainConfig(**json.loads(sys.argv[2]))
+start = time.perf_counter()
+result = train(get_engine(sys.argv[1]), config)
+print(json.dumps({
+    "seconds": time.perf_counter() - start,
+    "baseline_mb": base / 2**20,
+    "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**10,
+    "steps": result.steps,
+}))
+"""
+
+
+def _enlarge(engine: Engine) -> int:
+    """Dataset BIG: every image of DATASET plus its copies shifted right by 1..9 pixels."""
+    prep = PREP
+    with transaction(engine) as session:
+        rows = session.execute(
+            text(
+                "SELECT i.label, i.pixels, i.source FROM signdb.images i "
+                "JOIN signdb.datasets d ON d.id = i.dataset_id WHERE d.name = :n ORDER BY i.id"
+            ),
+            {"n": DATASET},
+        ).all()
+        big = ds_store.get_or_create_dataset(session, BIG, prep)
+    originals = [(label, np.frombuffer(p, np.uint8).reshape(prep.shape), s) for label, p, s in rows]
+    for shift in (0, *SHIFTS):
+        samples = []
+        for label, pixels, source in originals:
+            moved = np.roll(pixels, shift, axis=1)
+            samples.append(Sample(f"{source}#roll{shift}", label, moved, pixels_sha256(moved)))
+        with transaction(engine) as session:
+            ds_store.insert_samples(session, big, samples)
+    with transaction(engine) as session:
+        return ds_store.count_images(session, big.id)
+
+
+def _child_peak(url: str, dataset: str) -> dict[str, float]:
+    config = _mlp_config(dataset, "off")
+    env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}
+    out = subprocess.run(
+        [sys.executable, "-c", _CHILD, url, json.dumps(vars(config))],
+        capture_output=True,
+        text=True,
+        check=True,
+        env=env,
+    ).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def _memory_rows(engine: Engine) -> list[dict]:
+    images = _enlarge(engine)
+    url = engine.url.render_as_string(hide_password=False)
+    small, large = _child_peak(url, DATASET), _child_peak(url, BIG)
+    growth = large["peak_mb"] / small["peak_mb"]
+    name = "peak RSS, MLP epoch, cache off"
+    return [
+        _row(name, "1x dataset", small["peak_mb"], "MiB"),
+        _row(name, f"10x dataset ({images:,} images)", large["peak_mb"], "MiB"),
+        _row(
+            name, "10x / 1x", growth, "x", f"<= {GOAL_MEMORY_GROWTH}", growth <= GOAL_MEMORY_GROWTH
+        ),
+        _row(name, "10x epoch wall time", large["seconds"], "s"),
+    ]
+
+
+# -- entry point ---------------------------------------------------------------------
+def run() -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
+    with threadpool_limits(limits=1, user_api="blas"), scratch_engine(DB) as engine:
+        load_dataset(engine, dataset_dir(), DATASET, PREP, workers=2)
+        wall_rows, walls = _train_wall_rows(engine)
+        seed_run, mlp_run = _latest_runs(engine)
+        seed = Workload(engine, seed_run, "logreg", {"iterations": 150})
+        mlp = Workload(engine, mlp_run, "mlp", {"iterations": 1, "batch_size": BATCH})
+        rows += _throughput_rows("seed logreg 0v1, 150 steps", seed, warm_cache=False)
+        rows += _throughput_rows("MLP 10 classes, 1 epoch", mlp, warm_cache=True)
+        cold = RunData(engine, mlp_run, PREP.shape, mlp.classes, SEED, "on")
+        load_s, _ = _timed(lambda: list(cold.epoch_batches(0, BATCH)))
+        rows.append(_row("MLP 10 classes, 1 epoch", "cold cache load + epoch batches", load_s, "s"))
+        rows += wall_rows
+        rows += _checkpoint_rows(engine, mlp, mlp.train_memory()[0])
+        rows += _overhead_rows(engine)
+        rows += _memory_rows(engine)
+    return rows
+
+
+def _latest_runs(engine: Engine) -> tuple[int, int]:
+    with transaction(engine) as session:
+        seed = session.scalar(text("SELECT max(id) FROM signdb.runs WHERE model = 'logreg'"))
+        mlp = session.scalar(text("SELECT max(id) FROM signdb.runs WHERE model = 'mlp'"))
+    return seed, mlp
