@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export SIGNDB_DATASET_DIR ?= $(abspath $(CURDIR)/../shared/datasets/sign-language-digits/Dataset)
 
-.PHONY: demo test test-pg15 bench lint format clean
+.PHONY: demo test test-pg15 bench lint format clean browser
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -17,8 +17,15 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/signdb demo
 
-test: $(STAMP)
+test: $(STAMP) browser
 	$(BIN)/python -m pytest -q
+
+# The report test renders pages in headless Chromium (Debian's package). Install
+# it when we can (root with apt); otherwise that one test says why it skips.
+browser:
+	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } || \
+		echo "note: chromium is not installed; the report's browser test will be skipped"
 
 # The database tests again, against another server (default: the local PostgreSQL 15).
 PG15_URL ?= postgresql://postgres@127.0.0.1:5432/postgres

@@ -46,6 +46,7 @@ def parse_params(pairs: tuple[str, ...]) -> dict[str, Any]:
     type=click.Choice(["logreg", "softmax", "mlp", "cnn"]),
     default="logreg",
     show_default=True,
+    help="logreg is the seed's algorithm; softmax, mlp and cnn are multi-class.",
 )
 @click.option(
     "--classes", default="0,1", show_default=True, help="Comma-separated labels, or 'all'."
@@ -58,7 +59,13 @@ def parse_params(pairs: tuple[str, ...]) -> dict[str, Any]:
 @click.option(
     "--seed", type=int, default=42, show_default=True, help="Seed for the split and the model."
 )
-@click.option("--test-fraction", type=float, default=0.15, show_default=True)
+@click.option(
+    "--test-fraction",
+    type=float,
+    default=0.15,
+    show_default=True,
+    help="Share of each label's images held out for testing.",
+)
 @click.option("--name", help="A label for the run.")
 @click.option("--hidden", help="MLP hidden layer sizes, e.g. 256,128.")
 @click.option(
@@ -208,7 +215,9 @@ def runs_group() -> None:
 
 @runs_group.command("list")
 @click.option("--dataset", help="Only runs on this dataset.")
-@click.option("--limit", type=int, default=50, show_default=True)
+@click.option(
+    "--limit", type=int, default=50, show_default=True, help="Show at most this many runs."
+)
 @common_options
 def runs_list(ctx: Context, dataset: str | None, limit: int) -> None:
     """Runs with status and headline metrics, newest first."""
