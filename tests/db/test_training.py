@@ -120,6 +120,7 @@ def test_cache_on_and_off_give_identical_weights(trained_url):
     [
         ("logreg", {"iterations": 40}, 17),
         ("mlp", {"iterations": 3, "hidden": [8], "batch_size": 16}, 5),
+        ("cnn", {"iterations": 2, "layers": "conv4-pool-dense8", "batch_size": 16}, 5),
     ],
 )
 def test_resume_after_sigterm_equals_an_uninterrupted_run(trained_url, conn, model, hyper, stop_at):
@@ -226,3 +227,21 @@ def test_stored_weights_rebuild_an_identical_predictor(trained_url, conn):
         "SELECT test_accuracy FROM signdb.runs WHERE id = %s", [run_id]
     ).fetchone()[0]
     assert data.accuracy(model, "test") == stored
+
+
+def test_cnn_runs_take_the_same_path_end_to_end(trained_url, conn, mini_dataset_dir):
+    from signdb import evaluate
+
+    hyper = {"iterations": 2, "layers": "conv4-pool-dense8", "batch_size": 16}
+    run_id = _train(
+        trained_url, dataset="mini", model="cnn", classes=None, hyperparams=hyper
+    ).run_id
+    tensors = conn.execute(
+        "SELECT count(DISTINCT tensor) FROM signdb.weights WHERE run_id = %s AND final", [run_id]
+    ).fetchone()[0]
+    assert tensors > 4  # several tensors with shapes, optimizer state included
+    result = evaluate.evaluate(get_engine(trained_url), run_id)
+    assert result.rows == 10 and result.predictions > 0
+    image = next((mini_dataset_dir / "3").iterdir())
+    [prediction] = evaluate.predict_files(get_engine(trained_url), run_id, [image])
+    assert prediction["label"] in range(10) and 0 <= prediction["probability"] <= 1

@@ -19,21 +19,14 @@ from typing import Any
 
 from signdb.errors import InvalidArgument
 from signdb.ml.base import Classifier
+from signdb.ml.cnn import ConvNet
 from signdb.ml.logreg import LogisticRegression
 from signdb.ml.mlp import MLPClassifier
 from signdb.ml.softmax import SoftmaxRegression
 
 MODELS: dict[str, type[Classifier]] = {
-    cls.name: cls for cls in (LogisticRegression, SoftmaxRegression, MLPClassifier)
+    cls.name: cls for cls in (LogisticRegression, SoftmaxRegression, MLPClassifier, ConvNet)
 }
-
-try:
-    from signdb.ml.cnn import ConvNet
-except ModuleNotFoundError as exc:  # only tolerate cnn.py itself being absent
-    if exc.name != "signdb.ml.cnn":
-        raise
-else:
-    MODELS[ConvNet.name] = ConvNet
 
 
 def hyperparameter_names(cls: type[Classifier]) -> list[str]:
@@ -67,6 +60,7 @@ def build_model(name: str, **hyperparams: Any) -> Classifier:
 
 
 __all__ = [
+    "ConvNet",
     "MODELS",
     "Classifier",
     "LogisticRegression",

@@ -226,6 +226,7 @@ class ConvNet(Classifier):
         if self.augment:
             X = random_affine(X, self.seed, step)
         logits, caches = self._run(X, training=True, step=step)
+        self.last_batch_correct_ = int(np.count_nonzero(np.argmax(logits, axis=1) == y))
         loss, dlogits = L.softmax_cross_entropy(logits, y)
         grads = self._backward(dlogits, caches)
         if self.l2:

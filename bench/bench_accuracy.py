@@ -1,0 +1,120 @@
+"""Test accuracy of signdb's models against scikit-learn, on the same split.
+
+Every signdb figure comes from the real trainer reading PostgreSQL (a scratch
+database holding the shared dataset). scikit-learn gets the very same train
+and test images, read back from the run's ``run_images`` assignment, as
+pixels/255. Set ``SIGNDB_BENCH_CNN=0`` to leave the (minutes-long) CNN out.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import warnings
+from typing import Any
+
+import numpy as np
+from sqlalchemy import text
+
+from bench._scratch import scratch_engine
+from signdb import config, training
+from signdb.data.preprocess import Preprocessing
+from signdb.workflows import load_dataset
+
+DATASET = "sld"
+# (name, model, classes, hyperparameters, seed)
+EXPERIMENTS = [
+    ("seed logreg, 0 vs 1", "logreg", [0, 1], {}, 42),
+    ("softmax, 0 vs 1", "softmax", [0, 1], {}, 42),
+    ("mlp, 0 vs 1", "mlp", [0, 1], {}, 42),
+    ("softmax, 10 digits", "softmax", None, {}, 42),
+    ("mlp, 10 digits", "mlp", None, {}, 42),
+]
+CNN_EXPERIMENTS = [
+    ("cnn, 10 digits", "cnn", None, {}, 42),
+    ("cnn, 10 digits, seed 7", "cnn", None, {}, 7),
+    ("cnn, 0 vs 1", "cnn", [0, 1], {}, 42),
+]
+
+
+def _split_arrays(engine, run_id: int) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    out = {}
+    with engine.connect() as conn:
+        for split in ("train", "test"):
+            rows = conn.execute(
+                text(
+                    "SELECT i.pixels, i.label FROM signdb.run_images ri "
+                    "JOIN signdb.images i ON i.id = ri.image_id "
+                    "WHERE ri.run_id = :r AND ri.split = :s ORDER BY i.id"
+                ),
+                {"r": run_id, "s": split},
+            ).all()
+            X = np.frombuffer(b"".join(r[0] for r in rows), np.uint8).reshape(len(rows), -1)
+            out[split] = (X.astype(np.float64) / 255.0, np.array([r[1] for r in rows]))
+    return out
+
+
+def _sklearn(engine, run_id: int, label: str) -> list[dict[str, Any]]:
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.neural_network import MLPClassifier
+
+    data = _split_arrays(engine, run_id)
+    (Xtr, ytr), (Xte, yte) = data["train"], data["test"]
+    rows = []
+    for name, est in [
+        ("scikit-learn LogisticRegression", LogisticRegression(max_iter=1000)),
+        ("scikit-learn MLPClassifier(128)", MLPClassifier((128,), max_iter=300, random_state=42)),
+    ]:
+        started = time.perf_counter()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            est.fit(Xtr, ytr)
+        rows.append(
+            {
+                "benchmark": "accuracy",
+                "experiment": f"{name}, {label}",
+                "test_accuracy": float((est.predict(Xte) == yte).mean()),
+                "train_seconds": time.perf_counter() - started,
+                "test_images": len(yte),
+            }
+        )
+    return rows
+
+
+def run() -> list[dict[str, Any]]:
+    experiments = list(EXPERIMENTS)
+    if os.environ.get("SIGNDB_BENCH_CNN", "1") != "0":
+        experiments += CNN_EXPERIMENTS
+    rows: list[dict[str, Any]] = []
+    with scratch_engine("signdb_bench_accuracy") as engine:
+        load_dataset(engine, config.dataset_dir(), DATASET, Preprocessing())
+        reference_runs: dict[str, int] = {}
+        for name, model, classes, hyper, seed in experiments:
+            started = time.perf_counter()
+            result = training.train(
+                engine,
+                training.TrainConfig(
+                    dataset=DATASET, model=model, classes=classes, hyperparams=hyper, seed=seed
+                ),
+            )
+            seconds = time.perf_counter() - started
+            with engine.connect() as conn:
+                n_train = conn.execute(
+                    text("SELECT train_size FROM signdb.runs WHERE id = :r"), {"r": result.run_id}
+                ).scalar()
+            rows.append(
+                {
+                    "benchmark": "accuracy",
+                    "experiment": f"signdb {name}",
+                    "test_accuracy": result.test_accuracy,
+                    "train_seconds": seconds,
+                    "train_images": n_train,
+                    "run_id": result.run_id,
+                }
+            )
+            if seed == 42:
+                reference_runs.setdefault("0 vs 1" if classes else "10 digits", result.run_id)
+        for label, run_id in reference_runs.items():
+            rows += _sklearn(engine, run_id, label)
+    return rows
