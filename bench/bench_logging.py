@@ -35,6 +35,7 @@ from signdb.data.preprocess import Preprocessing
 from signdb.db.engine import transaction
 from signdb.store import datasets as ds_store
 from signdb.store import runs as run_store
+from signdb.store.weights import METRICS_COPY, metrics_copy_payload
 from signdb.tracking import MetricLogger
 
 DB = "signdb_bench_logging"
@@ -120,38 +121,16 @@ def _log_series(engine: Engine, run_id: int, points: Points) -> None:
 
 
 def _copy_payload(run_id: int, points: Points) -> bytes:
-    """The binary COPY stream of every point, built with numpy (not timed)."""
-    parts = [b"PGCOPY\n\xff\r\n\x00" + bytes(8)]
-    for name in points.names:
-        encoded = name.encode()
-        record = np.dtype(
-            [
-                ("nfields", ">i2"),
-                ("run_len", ">i4"), ("run", ">i8"),
-                ("step_len", ">i4"), ("step", ">i4"),
-                ("name_len", ">i4"), ("name", f"S{len(encoded)}"),
-                ("value_len", ">i4"), ("value", ">f8"),
-            ]
-        )  # fmt: skip
-        rows = np.empty(len(points.steps), dtype=record)
-        rows["nfields"], rows["run_len"], rows["run"] = 4, 8, run_id
-        rows["step_len"], rows["step"] = 4, points.steps
-        rows["name_len"], rows["name"] = len(encoded), encoded
-        rows["value_len"], rows["value"] = 8, points.values[name]
-        parts.append(rows.tobytes())
-    parts.append(b"\xff\xff")
-    return b"".join(parts)
+    """The binary COPY stream of every point (built before timing starts)."""
+    return metrics_copy_payload(
+        run_id, {name: (points.steps, points.values[name]) for name in points.names}
+    )
 
 
 def _raw_copy(conninfo: str, payload: bytes) -> float:
     with psycopg.connect(conninfo) as conn:
         start = time.perf_counter()
-        with (
-            conn.cursor() as cur,
-            cur.copy(
-                "COPY signdb.run_metrics (run_id, step, name, value) FROM STDIN (FORMAT BINARY)"
-            ) as copy,
-        ):
+        with conn.cursor() as cur, cur.copy(METRICS_COPY) as copy:
             copy.write(payload)
         conn.commit()
         return time.perf_counter() - start
