@@ -9,7 +9,9 @@ Cache layout, under ``cache_dir``::
 A second fetch of the same archive finds it there and downloads nothing.
 
 Checksums: a URL is verified against ``sha256`` when given, else against the
-registry's pinned value for the registry URL. A URL with no known checksum is
+registry's pinned value for the registry URL. The registry URL is a generated
+archive whose bytes the host may change, so its *content* is pinned instead
+(:func:`content_sha256` over every unpacked file). Any other URL with no known checksum is
 trusted on first use: its sha256 is computed, recorded in ``sources.json`` (later
 fetches are verified against it) and reported with an
 :class:`UnpinnedChecksumWarning` so a person can pin it with ``--sha256``.
@@ -54,6 +56,9 @@ class RemoteDataset:
     sha256: str | None  # None: not pinned yet, trusted on first use (see module doc)
     archive_root: str  # folder inside the archive holding one subfolder per label
     license: str
+    # sha256 of the unpacked content (see content_sha256): unlike the bytes of a
+    # generated archive, it stays the same when the host re-packs the files.
+    content_sha256: str | None = None
 
 
 REGISTRY: dict[str, RemoteDataset] = {
@@ -66,6 +71,8 @@ REGISTRY: dict[str, RemoteDataset] = {
         sha256=None,
         archive_root="Sign-Language-Digits-Dataset-master/Dataset",
         license="Apache-2.0",
+        # Computed from the reference copy of the 2062 images (../shared).
+        content_sha256="87eb3d0c3b6ff7a00275ef34b43ebe2ed981375918e61d82be702f385fc37e52",
     ),
 }
 
@@ -104,16 +111,38 @@ def fetch_dataset(
             return hit
 
     archive, actual = _download(src_url, cache_dir, ds_dir, expected, progress)
+    root = _unpack(archive, ds_dir / actual[:12], spec)
+    content_pinned = not pinned and src_url == spec.url and spec.content_sha256 is not None
+    if content_pinned:
+        got = content_sha256(root)
+        if got != spec.content_sha256:
+            shutil.rmtree(ds_dir / actual[:12], ignore_errors=True)
+            archive.unlink(missing_ok=True)
+            raise FetchError(
+                f"the images downloaded from {src_url} are not the pinned {name} dataset "
+                f"(content sha256 {got}, expected {spec.content_sha256}); the download was "
+                "deleted. Fetch again, or pass --url/--sha256 for a copy you trust"
+            )
     if not pinned:
         _record_source(ds_dir, src_url, actual)
-        if expected is None:
+        if expected is None and not content_pinned:
             warnings.warn(
                 f"{src_url} has no pinned checksum; accepted it with sha256 {actual}. "
                 f"Check that value and pass --sha256 {actual} to pin it",
                 UnpinnedChecksumWarning,
                 stacklevel=2,
             )
-    return _unpack(archive, ds_dir / actual[:12], spec)
+    return root
+
+
+def content_sha256(root: Path) -> str:
+    """sha256 over ``<label>/<file> <sha256 of file>`` lines, sorted: a dataset's content."""
+    lines = sorted(
+        f"{p.relative_to(root).as_posix()} {_file_sha256(p)}"
+        for p in root.glob("*/*")
+        if p.is_file() and not p.name.startswith(".")
+    )
+    return hashlib.sha256("\n".join(lines).encode()).hexdigest()
 
 
 def _check_sha256(value: str) -> str:

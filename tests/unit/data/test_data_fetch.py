@@ -157,3 +157,42 @@ def test_registry_entry():
     spec = REGISTRY["sign-language-digits"]
     assert spec.url.startswith("https://github.com/ardamavi/Sign-Language-Digits-Dataset/")
     assert spec.license == "Apache-2.0" and spec.archive_root.endswith("/Dataset")
+
+
+def test_registry_content_pin_matches_the_reference_copy(dataset_dir):
+    from signdb.data.fetch import content_sha256
+
+    assert content_sha256(dataset_dir) == REGISTRY["sign-language-digits"].content_sha256
+
+
+def _as_registry_url(monkeypatch, archive: Path, content: str) -> None:
+    import dataclasses
+
+    spec = dataclasses.replace(
+        REGISTRY["sign-language-digits"], url=archive.as_uri(), sha256=None, content_sha256=content
+    )
+    monkeypatch.setitem(REGISTRY, "sign-language-digits", spec)
+
+
+def test_registry_download_is_verified_by_content(archive, dataset_dir, tmp_path, monkeypatch):
+    import warnings
+
+    from signdb.data.fetch import content_sha256
+
+    reference = tmp_path / "reference"
+    for label_dir in sorted(p for p in dataset_dir.iterdir() if p.is_dir()):
+        (reference / label_dir.name).mkdir(parents=True)
+        for f in sorted(label_dir.iterdir())[:2]:
+            shutil.copy(f, reference / label_dir.name / f.name)
+    _as_registry_url(monkeypatch, archive, content_sha256(reference))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UnpinnedChecksumWarning)  # the content pin is enough
+        root = fetch_dataset(cache_dir=tmp_path / "cache")
+    assert sorted(p.name for p in root.iterdir()) == [str(i) for i in range(10)]
+
+
+def test_registry_download_with_other_content_is_refused(archive, tmp_path, monkeypatch):
+    _as_registry_url(monkeypatch, archive, "0" * 64)
+    with pytest.raises(FetchError, match="not the pinned sign-language-digits dataset"):
+        fetch_dataset(cache_dir=tmp_path / "cache")
+    assert [p for p in cached_files(tmp_path / "cache") if p.suffix != ".json"] == []
