@@ -187,3 +187,20 @@ def test_stale_heartbeat_reads_as_interrupted(pg):
 def test_engine_sessions_have_a_lock_timeout(engine):
     with engine.connect() as conn:
         assert conn.execute(text("SHOW lock_timeout")).scalar() == "30s"
+
+
+def test_deleting_a_run_deletes_its_metrics_and_nothing_else(pg):
+    run = _insert_sample_rows(pg)
+    other = pg.execute(
+        "INSERT INTO signdb.runs (dataset_id, model, classes, hyperparams, seed, test_fraction) "
+        "SELECT dataset_id, model, classes, hyperparams, 7, test_fraction FROM signdb.runs "
+        "WHERE id = %s RETURNING id",
+        [run],
+    ).fetchone()[0]
+    pg.execute(
+        "INSERT INTO signdb.run_metrics (run_id, step, name, value) VALUES (%s, 0, 'cost', 1)",
+        [other],
+    )
+    pg.execute("DELETE FROM signdb.runs WHERE id = %s", [run])
+    left = pg.execute("SELECT run_id, count(*) FROM signdb.run_metrics GROUP BY run_id").fetchall()
+    assert left == [(other, 1)]
