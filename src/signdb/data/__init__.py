@@ -1,6 +1,8 @@
 """Files to validated uint8 pixels: readers, preprocessing, fetch, splits. No database code."""
 
+from signdb.data.archives import safe_extract_zip
 from signdb.data.fetch import REGISTRY, RemoteDataset, UnpinnedChecksumWarning, fetch_dataset
+from signdb.data.labels import MAX_LABEL, parse_label
 from signdb.data.preprocess import (
     MAX_IMAGE_PIXELS,
     Preprocessing,
@@ -15,12 +17,11 @@ from signdb.data.readers import (
     count_inputs,
     iter_samples,
     load_image_file,
-    parse_label,
-    safe_extract_zip,
 )
 
 __all__ = [
     "MAX_IMAGE_PIXELS",
+    "MAX_LABEL",
     "REGISTRY",
     "Preprocessing",
     "Rejection",

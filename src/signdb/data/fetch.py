@@ -33,7 +33,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from signdb.data.readers import parse_label, safe_extract_zip
+from signdb.data.archives import safe_extract_zip
+from signdb.data.labels import parse_label
 from signdb.errors import FetchError, InvalidArgument, NotFound
 
 #: ``progress(bytes_done, bytes_total_or_None)`` after every block downloaded.

@@ -19,8 +19,6 @@ however large the input and the output order is the sorted order of the paths.
 from __future__ import annotations
 
 import multiprocessing
-import shutil
-import stat
 import tempfile
 import zipfile
 from collections import deque
@@ -29,10 +27,12 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path, PurePosixPath
-from typing import IO
 
 import numpy as np
 
+from signdb.data.archives import check_member, open_zip, safe_extract_zip
+from signdb.data.arrays import load_npy, npy_rows
+from signdb.data.labels import MAX_LABEL, label_of_row, parse_label
 from signdb.data.preprocess import Preprocessing, decode_image, pixels_sha256, preprocess_array
 from signdb.errors import (
     ArrayError,
@@ -40,7 +40,6 @@ from signdb.errors import (
     InputError,
     InvalidArgument,
     NotFound,
-    UnsafeArchive,
 )
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
@@ -124,14 +123,14 @@ def count_inputs(path: str | Path) -> int:
     p = Path(path)
     _check_exists(p)
     if _is_zip(p):
-        with _open_zip(p) as zf:
+        with open_zip(p) as zf:
             for info in zf.infolist():
-                _check_member(info, p)
+                check_member(info, p)
             files, dirs = _zip_listing(zf)
             root = _find_root(files, dirs)
             if root.npy:
                 with zf.open(_join(root.prefix, "X.npy")) as f:
-                    return _npy_rows(f, p)
+                    return npy_rows(f, p)
             return sum(1 for _ in _tree_tasks(files, dirs, root.prefix, str, str))
     src = _open_input(p)
     try:
@@ -140,31 +139,6 @@ def count_inputs(path: str | Path) -> int:
         return sum(1 for _ in src.tasks())
     finally:
         src.close()
-
-
-def safe_extract_zip(zip_path: str | Path, dest: str | Path) -> None:
-    """Extract ``zip_path`` into ``dest``, refusing members that would land outside it.
-
-    Raises :class:`UnsafeArchive` for absolute paths, ``..`` components and
-    symlinks (zip-slip), before anything is written.
-    """
-    zip_path, dest = Path(zip_path), Path(dest)
-    with _open_zip(zip_path) as zf:
-        infos = zf.infolist()
-        for info in infos:
-            _check_member(info, zip_path)
-        dest_resolved = dest.resolve()
-        for info in infos:
-            target = dest / info.filename
-            # Belt and braces: the name checks above should make this impossible.
-            if not target.resolve().is_relative_to(dest_resolved):
-                raise UnsafeArchive(_unsafe_message(zip_path, info.filename))
-            if info.is_dir():
-                target.mkdir(parents=True, exist_ok=True)
-                continue
-            target.parent.mkdir(parents=True, exist_ok=True)
-            with zf.open(info) as fin, open(target, "wb") as fout:
-                shutil.copyfileobj(fin, fout, 1 << 20)
 
 
 # --- resolving the input -------------------------------------------------------
@@ -338,18 +312,6 @@ def _find_root(files: list[str], dirs: set[str]) -> _Root:
     raise InputError(f"nothing to load: folders nest too deeply; {_LAYOUTS}")
 
 
-# Labels are stored as PostgreSQL integer.
-MAX_LABEL = 2**31 - 1
-
-
-def parse_label(name: str) -> int | None:
-    # Plain decimal only: "07" and "+7" would be ambiguous aliases of "7".
-    if name.isascii() and name.isdigit() and (name == "0" or not name.startswith("0")):
-        value = int(name)
-        return value if value <= MAX_LABEL else None
-    return None
-
-
 def _tree_tasks(
     files: list[str],
     dirs: set[str],
@@ -405,65 +367,15 @@ def _tree_tasks(
                 yield _Decode(local(f), display(f), label)
 
 
-# --- zips --------------------------------------------------------------------
-
-
-def _open_zip(p: Path) -> zipfile.ZipFile:
-    try:
-        return zipfile.ZipFile(p)
-    except zipfile.BadZipFile as e:
-        raise InputError(f"{p} is not a readable zip ({e}); re-create or re-download it") from None
-
-
-def _unsafe_message(zip_path: Path, name: str) -> str:
-    return (
-        f"{zip_path}: member {name!r} would be written outside the extraction folder "
-        "(absolute path, '..' or symlink: zip-slip); refusing to extract anything. "
-        "Re-create the zip with relative paths only"
-    )
-
-
-def _check_member(info: zipfile.ZipInfo, zip_path: Path) -> None:
-    name = info.filename.replace("\\", "/")
-    parts = name.split("/")
-    is_link = stat.S_ISLNK(info.external_attr >> 16)
-    if name.startswith("/") or (len(name) > 1 and name[1] == ":") or ".." in parts or is_link:
-        raise UnsafeArchive(_unsafe_message(zip_path, info.filename))
-
-
 # --- npy pairs -----------------------------------------------------------------
-
-
-def _load_npy(path: Path, display: str, mmap: bool) -> np.ndarray:
-    try:
-        return np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
-    except ValueError as e:
-        # Object arrays land here: loading them would mean unpickling data.
-        raise ArrayError(
-            f"{display} cannot be read as a numeric array ({e}); save it with a numeric "
-            "dtype (uint8 or float) and without pickled objects"
-        ) from None
-    except OSError as e:
-        raise ArrayError(f"{display} is not a valid .npy file ({e}); re-create it") from None
-
-
-def _npy_rows(f: IO[bytes], display: Path) -> int:
-    fmt = np.lib.format
-    try:
-        version = fmt.read_magic(f)
-        read_header = fmt.read_array_header_1_0 if version == (1, 0) else fmt.read_array_header_2_0
-        shape, _, _ = read_header(f)
-    except ValueError as e:
-        raise ArrayError(f"{display}: X.npy is not a valid .npy file ({e})") from None
-    return int(shape[0]) if shape else 0
 
 
 def _check_arrays(src: _Input) -> None:
     assert src.x is not None and src.y is not None
     xname = src.display(_join(src.root.prefix, "X.npy"))
     yname = src.display(_join(src.root.prefix, "Y.npy"))
-    x = _load_npy(src.x, xname, mmap=True)
-    y = _load_npy(src.y, yname, mmap=True)
+    x = load_npy(src.x, xname, mmap=True)
+    y = load_npy(src.y, yname, mmap=True)
     if x.dtype.kind not in "uif":
         raise ArrayError(f"{xname} has dtype {x.dtype} (shape {x.shape}); use uint8 or float")
     if y.dtype.kind not in "uifb":
@@ -485,35 +397,14 @@ def _check_arrays(src: _Input) -> None:
         raise ArrayError(f"{xname} has shape {x.shape}: no images to load")
 
 
-def _label_of_row(row: np.ndarray) -> int | str:
-    """The class index in one Y row, or why there is none."""
-    if row.ndim == 1 and row.shape[0] > 1:
-        values = row.astype(np.float64)
-        if np.all((values == 0) | (values == 1)) and values.sum() == 1:
-            return int(np.argmax(values))
-        shown = np.array2string(row, threshold=12, max_line_width=200)
-        return (
-            f"label row {shown} is not one-hot; each row of a 2-D Y.npy needs exactly "
-            "one 1 and 0 elsewhere"
-        )
-    v = row.reshape(-1)[0].item()
-    if isinstance(v, float) and (not np.isfinite(v) or v != int(v)):
-        return f"label {v!r} is not a whole number; Y.npy must hold class indices 0, 1, 2, …"
-    if int(v) < 0:
-        return f"label {int(v)} is negative; Y.npy must hold class indices 0, 1, 2, …"
-    if int(v) > MAX_LABEL:
-        return f"label {int(v)} is larger than {MAX_LABEL}, the largest label signdb stores"
-    return int(v)
-
-
 def _npy_items(src: _Input, prep: Preprocessing) -> Iterator[Sample | Rejection]:
     assert src.x is not None and src.y is not None
     xname = src.display(_join(src.root.prefix, "X.npy"))
-    x = _load_npy(src.x, xname, mmap=True)  # mmap: one row in memory at a time
-    y = _load_npy(src.y, src.display(_join(src.root.prefix, "Y.npy")), mmap=False)
+    x = load_npy(src.x, xname, mmap=True)  # mmap: one row in memory at a time
+    y = load_npy(src.y, src.display(_join(src.root.prefix, "Y.npy")), mmap=False)
     for i in range(x.shape[0]):
         source = f"{xname}[{i}]"
-        label = _label_of_row(y[i])
+        label = label_of_row(y[i])
         if isinstance(label, str):
             yield Rejection(source, label)
             continue
