@@ -13,18 +13,10 @@ from sqlalchemy import text
 from signdb.data.splits import split_of
 from signdb.db import migrate
 from signdb.db.engine import get_engine
+from signdb.db.schema import metadata
 from signdb.errors import SchemaOutOfDate
 
-TABLES = {
-    "datasets",
-    "images",
-    "runs",
-    "run_images",
-    "run_metrics",
-    "weights",
-    "predictions",
-    "evaluations",
-}
+TABLES = {table.name for table in metadata.tables.values()}
 VIEWS = {"run_summary", "leaderboard", "learning_curves", "confusion"}
 
 

@@ -201,12 +201,3 @@ def misclassified(session: Session, run_id: int, split: str, limit: int) -> list
         {"r": run_id, "s": image_splits(split), "n": limit},
     )
     return [dict(r._mapping) for r in rows]
-
-
-def count_predictions(session: Session, run_id: int, split: str) -> int:
-    return int(
-        session.scalar(
-            text("SELECT count(*) FROM signdb.predictions WHERE run_id = :r AND split = ANY(:s)"),
-            {"r": run_id, "s": image_splits(split)},
-        )
-    )

@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, text, update
+from sqlalchemy import text, update
 from sqlalchemy.orm import Session
 
 from signdb.db.schema import runs
@@ -141,18 +141,6 @@ def get_run(session: Session, run_id: int) -> Run:
     return Run(**row._mapping)
 
 
-def list_runs(session: Session, *, dataset: str | None = None, limit: int = 100) -> list[Run]:
-    rows = session.execute(
-        text(
-            f"SELECT {_RUN_COLUMNS} FROM signdb.runs r JOIN signdb.datasets d ON d.id = r.dataset_id "  # noqa: S608 - constant column list
-            "WHERE (CAST(:dataset AS text) IS NULL OR d.name = :dataset) "
-            "ORDER BY r.id DESC LIMIT :limit"
-        ),
-        {"dataset": dataset, "limit": limit},
-    )
-    return [Run(**row._mapping) for row in rows]
-
-
 def set_status(
     session: Session, run_id: int, status: str, *, error: str | None = None, finished: bool = True
 ) -> None:
@@ -213,18 +201,3 @@ def reconcile_stale(session: Session) -> int:
             "WHERE status = 'running' AND signdb.effective_status(status, heartbeat_at) = 'interrupted'"
         )
     ).rowcount
-
-
-def split_image_ids(session: Session, run_id: int, split: str) -> list[int]:
-    return list(
-        session.scalars(
-            text(
-                "SELECT image_id FROM signdb.run_images WHERE run_id = :r AND split = :s ORDER BY image_id"
-            ),
-            {"r": run_id, "s": split},
-        )
-    )
-
-
-def run_exists(session: Session, run_id: int) -> bool:
-    return session.scalar(select(runs.c.id).where(runs.c.id == run_id)) is not None
