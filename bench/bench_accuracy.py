@@ -16,10 +16,11 @@ from typing import Any
 import numpy as np
 from sqlalchemy import text
 
+from bench._progress import note
 from bench._scratch import scratch_engine
 from signdb import config, training
 from signdb.data.preprocess import Preprocessing
-from signdb.workflows import load_dataset
+from signdb.loading import load_dataset
 
 DATASET = "sld"
 # (name, model, classes, hyperparameters, seed)
@@ -38,19 +39,17 @@ CNN_EXPERIMENTS = [
 
 
 def _split_arrays(engine, run_id: int) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """The run's own train and test images (the trainer's read path), flattened for sklearn."""
+    from signdb.tracking import RunData
+    from signdb.training import load_model
+
+    run, model = load_model(engine, run_id)
+    data = RunData(engine, run_id, model.input_shape_, run.classes, run.seed, "off")
     out = {}
-    with engine.connect() as conn:
-        for split in ("train", "test"):
-            rows = conn.execute(
-                text(
-                    "SELECT i.pixels, i.label FROM signdb.run_images ri "
-                    "JOIN signdb.images i ON i.id = ri.image_id "
-                    "WHERE ri.run_id = :r AND ri.split = :s ORDER BY i.id"
-                ),
-                {"r": run_id, "s": split},
-            ).all()
-            X = np.frombuffer(b"".join(r[0] for r in rows), np.uint8).reshape(len(rows), -1)
-            out[split] = (X.astype(np.float64) / 255.0, np.array([r[1] for r in rows]))
+    for split in ("train", "test"):
+        arrays = data.split(split)
+        X = arrays.pixels.reshape(len(arrays.labels), -1).astype(np.float64) / 255.0
+        out[split] = (X, arrays.labels)
     return out
 
 
@@ -90,11 +89,12 @@ def run() -> list[dict[str, Any]]:
     with scratch_engine("signdb_bench_accuracy") as engine:
         load_dataset(engine, config.dataset_dir(), DATASET, Preprocessing())
         reference_runs: dict[str, int] = {}
-        for name, model, classes, hyper, seed in experiments:
+        for i, (name, model, classes, hyper, seed) in enumerate(experiments, 1):
+            note(f"training {name} ({i} of {len(experiments)})")
             started = time.perf_counter()
             result = training.train(
                 engine,
-                training.TrainConfig(
+                training.TrainSpec(
                     dataset=DATASET, model=model, classes=classes, hyperparams=hyper, seed=seed
                 ),
             )
@@ -116,5 +116,6 @@ def run() -> list[dict[str, Any]]:
             if seed == 42:
                 reference_runs.setdefault("0 vs 1" if classes else "10 digits", result.run_id)
         for label, run_id in reference_runs.items():
+            note(f"scikit-learn on the same images, {label}")
             rows += _sklearn(engine, run_id, label)
     return rows

@@ -12,10 +12,11 @@ import time
 from sqlalchemy import Engine
 
 from bench._scratch import scratch_engine
-from signdb import training, workflows
+from signdb import training
 from signdb.config import dataset_dir
 from signdb.data.preprocess import Preprocessing
-from signdb.evaluate import evaluate
+from signdb.evaluation import evaluate
+from signdb.loading import load_dataset
 
 SCRATCH = "signdb_bench_eval"
 REPEATS = 3
@@ -27,11 +28,11 @@ def run() -> list[dict]:
 
 
 def _measure(engine: Engine) -> list[dict]:
-    workflows.load_dataset(engine, dataset_dir(), "digits", Preprocessing())
-    seed = training.train(engine, training.TrainConfig(dataset="digits")).run_id
+    load_dataset(engine, dataset_dir(), "digits", Preprocessing())
+    seed = training.train(engine, training.TrainSpec(dataset="digits")).run_id
     mlp = training.train(
         engine,
-        training.TrainConfig(
+        training.TrainSpec(
             dataset="digits", model="mlp", classes=None, hyperparams={"iterations": 3}
         ),
     ).run_id

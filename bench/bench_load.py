@@ -17,9 +17,9 @@ from sqlalchemy import Engine, text
 
 from bench._scratch import scratch_engine
 from signdb.config import dataset_dir
+from signdb.data import iter_samples
 from signdb.data.preprocess import Preprocessing
-from signdb.data.readers import iter_samples
-from signdb.workflows import load_dataset, load_samples
+from signdb.loading import load_dataset, load_samples
 
 REPEATS = 3
 WORKERS = 2

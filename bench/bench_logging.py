@@ -35,7 +35,7 @@ from signdb.data.preprocess import Preprocessing
 from signdb.db.engine import transaction
 from signdb.store import datasets as ds_store
 from signdb.store import runs as run_store
-from signdb.store.weights import METRICS_COPY, metrics_copy_payload
+from signdb.store.metrics import METRICS_COPY, metrics_copy_payload
 from signdb.tracking import MetricLogger
 
 DB = "signdb_bench_logging"
@@ -85,6 +85,8 @@ def _new_run(engine: Engine) -> int:
             model="logreg",
             classes=[0, 1],
             hyperparams={},
+            trainer={},
+            engine="numpy",
             seed=0,
             test_fraction=0.15,
             code_version="bench",

@@ -5,7 +5,7 @@ the server signdb would use (the embedded one by default), dropped at the end.
 
 * Throughput: the seed experiment (logreg, digits 0 vs 1, 150 full-batch steps)
   and one MLP epoch (10 classes, batch 64). The same ``model.train_step`` is fed
-  by ``RunData.epoch_batches`` with ``cache`` off and on, and by slices of a
+  by ``RunData.batches`` with ``cache`` off and on, and by slices of a
   float32 array already in memory, over the same batches in the same order.
   Cache-on MLP figures are for a warm cache (every epoch after the first);
   the one-off cache load is reported on its own row.
@@ -39,18 +39,20 @@ import numpy as np
 from sqlalchemy import Engine, text
 from threadpoolctl import threadpool_limits
 
+from bench._progress import note
 from bench._scratch import scratch_engine
 from signdb.config import dataset_dir
+from signdb.data import Sample
 from signdb.data.preprocess import Preprocessing, pixels_sha256
-from signdb.data.readers import Sample
 from signdb.db.engine import transaction
+from signdb.loading import load_dataset
 from signdb.ml import build_model
-from signdb.ml.base import Classifier
+from signdb.ml.base import Classifier, pixels_to_float
 from signdb.store import datasets as ds_store
+from signdb.store import images as image_store
 from signdb.store import weights as weight_store
-from signdb.tracking import MetricLogger
-from signdb.training import CHECKPOINT_SECONDS, RunData, TrainConfig, order_key, to_float, train
-from signdb.workflows import load_dataset
+from signdb.tracking import MetricLogger, RunData, order_key
+from signdb.training import CHECKPOINT_SECONDS, TrainerSettings, TrainSpec, train
 
 DB = "signdb_bench_train"
 DATASET = "sld"
@@ -69,19 +71,25 @@ NO_CHECKPOINTS = 10**9  # checkpoint_every that leaves only the final one
 PREP = Preprocessing()  # the defaults: 64x64 gray
 
 
-def _seed_config(cache: str) -> TrainConfig:
-    return TrainConfig(dataset=DATASET, cache=cache)  # the defaults are the seed's experiment
+def _seed_config(cache: str) -> TrainSpec:
+    # The defaults are the seed's experiment.
+    return TrainSpec(dataset=DATASET, trainer=TrainerSettings(cache=cache))
 
 
-def _mlp_config(dataset: str, cache: str) -> TrainConfig:
-    return TrainConfig(
-        dataset=dataset,
-        model="mlp",
-        classes=None,
-        hyperparams={"iterations": 1, "batch_size": BATCH},
-        cache=cache,
-        checkpoint_every=NO_CHECKPOINTS,  # checkpoints are measured on their own row
-    )
+def _mlp_fields(dataset: str, cache: str) -> dict[str, Any]:
+    return {
+        "dataset": dataset,
+        "model": "mlp",
+        "classes": None,
+        "hyperparams": {"iterations": 1, "batch_size": BATCH},
+        # Checkpoints are measured on their own row.
+        "trainer": {"cache": cache, "checkpoint_every": NO_CHECKPOINTS},
+    }
+
+
+def _mlp_config(dataset: str, cache: str) -> TrainSpec:
+    fields = _mlp_fields(dataset, cache)
+    return TrainSpec(**{**fields, "trainer": TrainerSettings(**fields["trainer"])})
 
 
 def _row(benchmark: str, metric: str, value: Any, unit: str, goal: str = "", ok: Any = None):
@@ -124,7 +132,7 @@ class Workload:
         self.batch_size = None if self.new_model().full_batch else hyperparams["batch_size"]
         self.epochs = hyperparams["iterations"]
         pixels = np.frombuffer(b"".join(r[0] for r in rows), np.uint8)
-        self.X = to_float(pixels.reshape(len(rows), *self.shape))
+        self.X = pixels_to_float(pixels.reshape(len(rows), *self.shape))
         self.y = np.searchsorted(self.classes, [r[1] for r in rows])
         self.shas = [r[2] for r in rows]
         self.n = len(rows)
@@ -163,12 +171,12 @@ class Workload:
         model = self.new_model()
         data = RunData(self.engine, self.run_id, self.shape, self.classes, SEED, cache)
         if warm:
-            for _ in data.epoch_batches(0, self.batch_size):
+            for _ in data.batches("train", self.batch_size, epoch=0):
                 pass
         step = samples = largest = 0
         start = time.perf_counter()
         for epoch in range(self.epochs):
-            for X, y in data.epoch_batches(epoch, self.batch_size):
+            for X, y in data.batches("train", self.batch_size, epoch=epoch):
                 model.train_step(X, y, step)
                 step += 1
                 samples += len(y)
@@ -336,9 +344,10 @@ _CHILD = """
 import json, resource, sys, time
 import psutil
 from signdb.db.engine import get_engine
-from signdb.training import TrainConfig, train
+from signdb.training import TrainerSettings, TrainSpec, train
 base = psutil.Process().memory_info().rss
-config = TrainConfig(**json.loads(sys.argv[2]))
+fields = json.loads(sys.argv[2])
+config = TrainSpec(**{**fields, "trainer": TrainerSettings(**fields["trainer"])})
 start = time.perf_counter()
 result = train(get_engine(sys.argv[1]), config)
 print(json.dumps({
@@ -369,16 +378,16 @@ def _enlarge(engine: Engine) -> int:
             moved = np.roll(pixels, shift, axis=1)
             samples.append(Sample(f"{source}#roll{shift}", label, moved, pixels_sha256(moved)))
         with transaction(engine) as session:
-            ds_store.insert_samples(session, big, samples)
+            image_store.insert_samples(session, big, samples)
     with transaction(engine) as session:
         return ds_store.count_images(session, big.id)
 
 
 def _child_peak(url: str, dataset: str) -> dict[str, float]:
-    config = _mlp_config(dataset, "off")
+    fields = _mlp_fields(dataset, "off")
     env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}
     out = subprocess.run(
-        [sys.executable, "-c", _CHILD, url, json.dumps(vars(config))],
+        [sys.executable, "-c", _CHILD, url, json.dumps(fields)],
         capture_output=True,
         text=True,
         check=True,
@@ -407,19 +416,26 @@ def _memory_rows(engine: Engine) -> list[dict]:
 def run() -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     with threadpool_limits(limits=1, user_api="blas"), scratch_engine(DB) as engine:
+        note("loading the dataset")
         load_dataset(engine, dataset_dir(), DATASET, PREP, workers=2)
+        note("train() end to end, cache off and on")
         wall_rows, walls = _train_wall_rows(engine)
         seed_run, mlp_run = _latest_runs(engine)
         seed = Workload(engine, seed_run, "logreg", {"iterations": 150})
         mlp = Workload(engine, mlp_run, "mlp", {"iterations": 1, "batch_size": BATCH})
+        note("throughput: seed experiment")
         rows += _throughput_rows("seed logreg 0v1, 150 steps", seed, warm_cache=False)
+        note("throughput: MLP epoch")
         rows += _throughput_rows("MLP 10 classes, 1 epoch", mlp, warm_cache=True)
         cold = RunData(engine, mlp_run, PREP.shape, mlp.classes, SEED, "on")
-        load_s, _ = _timed(lambda: list(cold.epoch_batches(0, BATCH)))
+        load_s, _ = _timed(lambda: list(cold.batches("train", BATCH, epoch=0)))
         rows.append(_row("MLP 10 classes, 1 epoch", "cold cache load + epoch batches", load_s, "s"))
         rows += wall_rows
+        note("checkpoint writes")
         rows += _checkpoint_rows(engine, mlp, mlp.train_memory()[0])
+        note("logging overhead")
         rows += _overhead_rows(engine)
+        note("peak memory at 1x and 10x the data (child processes)")
         rows += _memory_rows(engine)
     return rows
 

@@ -173,7 +173,7 @@ def shared_dataset() -> Path:
 def _load(url: str, path: Path, name: str) -> None:
     from signdb.data.preprocess import Preprocessing
     from signdb.db.engine import get_engine
-    from signdb.workflows import load_dataset
+    from signdb.loading import load_dataset
 
     load_dataset(get_engine(url), path, name, Preprocessing(), workers=1)
 

@@ -28,3 +28,11 @@ def signdb_popen(*args: str, env: dict | None = None, **kwargs) -> subprocess.Po
         text=True,
         **kwargs,
     )
+
+
+def train_spec(**kw):
+    """A TrainSpec from flat keywords, as the CLI flags read: trainer settings split out."""
+    from signdb.training import TrainerSettings, TrainSpec
+
+    settings = {k: kw.pop(k) for k in ("cache", "eval_every", "checkpoint_every") if k in kw}
+    return TrainSpec(trainer=TrainerSettings(**settings), **kw)

@@ -1,7 +1,6 @@
 """signdb: a SQL-first home for image-classification experiments."""
 
+from signdb._version import __version__
 from signdb.errors import SignDBError
-
-__version__ = "0.1.0"
 
 __all__ = ["SignDBError", "__version__"]

@@ -8,18 +8,23 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine
 
-from signdb import config, training
+from signdb import config
+from signdb.data.formats import count_inputs
 from signdb.data.preprocess import Preprocessing
-from signdb.data.readers import count_inputs
 from signdb.db.engine import transaction
 from signdb.errors import InputError
+from signdb.evaluation import evaluate
+from signdb.loading import load_dataset
+from signdb.reporting import write_report
+from signdb.results import Result, not_in_json
 from signdb.store import datasets as ds_store
+from signdb.training import TrainSpec, train
 
 DATASET = "sign-language-digits"
 SEED_RUN = dict(model="logreg", classes=[0, 1], hyperparams={})
@@ -47,27 +52,22 @@ Say = Callable[[str], None]
 
 
 @dataclass
-class DemoResult:
+class DemoResult(Result):
     dataset: str
     images: int
     loaded: int
     seed_run: dict[str, Any]
     strong_run: dict[str, Any]
-    seed_table: list[dict[str, Any]]
     report: str
     seconds: float
-    queries: list[tuple[str, str]] = field(default_factory=list)
+    seed_table: list[dict[str, Any]] = not_in_json(default_factory=list)
+    queries: list[tuple[str, str]] = not_in_json(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return {
-            "dataset": self.dataset,
-            "images": self.images,
-            "loaded": self.loaded,
-            "seed_run": self.seed_run,
-            "strong_run": self.strong_run,
-            "report": self.report,
+            **super().as_dict(),
             "seconds": round(self.seconds, 1),
-            "queries": [q for _, q in self.queries],
+            "queries": [sql for _, sql in self.queries],
         }
 
 
@@ -90,7 +90,7 @@ def locate_data(data: str | Path | None, say: Say) -> Path:
 def _ensure_loaded(engine: Engine, path: Path, say: Say) -> tuple[int, int]:
     """(images in the dataset, images added now); skips decoding when nothing is missing."""
     expected = count_inputs(path)
-    with transaction(engine) as session:
+    with transaction(engine, "counting the demo's images") as session:
         try:
             have = ds_store.count_images(session, ds_store.get_dataset(session, DATASET).id)
         except InputError:
@@ -99,34 +99,25 @@ def _ensure_loaded(engine: Engine, path: Path, say: Say) -> tuple[int, int]:
         say(f"dataset {DATASET!r} already holds {have} images; not loading again")
         return have, 0
     say(f"loading {path} into dataset {DATASET!r}")
-    from signdb.workflows import load_dataset
-
     result = load_dataset(engine, path, DATASET, Preprocessing())
     return result.images, result.added
 
 
 def run_demo(engine: Engine, *, data: str | Path | None, out_dir: Path, say: Say) -> DemoResult:
-    from signdb import evaluate as evaluation
-    from signdb.report import write_report
-
     started = time.monotonic()
     path = locate_data(data, say)
     images, added = _ensure_loaded(engine, path, say)
 
     say("training the seed experiment: logistic regression, digits 0 vs 1, lr 0.01, 150 steps")
-    seed = training.train(
-        engine, training.TrainConfig(dataset=DATASET, name="demo: seed logreg 0 vs 1", **SEED_RUN)
-    )
+    seed = train(engine, TrainSpec(dataset=DATASET, name="demo: seed logreg 0 vs 1", **SEED_RUN))
     say(f"  run {seed.run_id}: test accuracy {seed.test_accuracy:.3f}")
     say("training a stronger model: an MLP on all 10 digits")
-    strong = training.train(
-        engine, training.TrainConfig(dataset=DATASET, name="demo: mlp 10 digits", **STRONG_RUN)
-    )
+    strong = train(engine, TrainSpec(dataset=DATASET, name="demo: mlp 10 digits", **STRONG_RUN))
     say(f"  run {strong.run_id}: test accuracy {strong.test_accuracy:.3f}")
 
     say("evaluating both on their test sets")
-    seed_eval = evaluation.evaluate(engine, seed.run_id, split="test", thresholds="0:1:0.01")
-    strong_eval = evaluation.evaluate(engine, strong.run_id, split="test")
+    seed_eval = evaluate(engine, seed.run_id, split="test", thresholds="0:1:0.01")
+    strong_eval = evaluate(engine, strong.run_id, split="test")
 
     say("writing the HTML report")
     report = write_report(engine, strong.run_id, out_dir / f"run-{strong.run_id}")

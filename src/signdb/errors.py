@@ -5,7 +5,8 @@ one line and exits 1.
 
     SignDBError
     ├── ConfigError              bad --database-url, data home, environment
-    ├── DatabaseError            the server refused or went away
+    ├── DatabaseError            the server refused a statement
+    │   ├── DatabaseUnavailable  the server went away (a run retries these for a while)
     │   ├── EmbeddedServerError  the embedded PostgreSQL could not start
     │   └── SchemaOutOfDate      run `signdb db upgrade`
     ├── InputError               a user-supplied value is wrong
@@ -17,7 +18,9 @@ one line and exits 1.
     │   ├── UnsafeArchive        a zip member escapes its folder (zip-slip)
     │   └── LabelError           a label that is not valid for the dataset
     ├── FetchError               download or checksum failure
+    ├── RunClosed                a call on a run that has already ended
     └── TrainingError            a run failed while training
+        └── RunInterrupted       SIGINT/SIGTERM stopped a run
 """
 
 from __future__ import annotations
@@ -32,6 +35,10 @@ class ConfigError(SignDBError):
 
 
 class DatabaseError(SignDBError):
+    pass
+
+
+class DatabaseUnavailable(DatabaseError):
     pass
 
 
@@ -84,5 +91,13 @@ class FetchError(SignDBError):
     pass
 
 
+class RunClosed(SignDBError):
+    pass
+
+
 class TrainingError(SignDBError):
     pass
+
+
+class RunInterrupted(TrainingError):
+    """SIGINT or SIGTERM arrived while a run was open; the run is stored ``interrupted``."""

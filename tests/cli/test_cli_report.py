@@ -99,7 +99,7 @@ def test_report_evaluates_a_run_first_and_names_bad_runs(real_runs, tmp_path):  
         ).fetchone()[0]
     assert has_train_rows  # the fixture evaluated it; the library path is tested below
     from signdb.db.engine import get_engine
-    from signdb.report import write_report
+    from signdb.reporting import write_report
 
     engine = get_engine(real_runs.url)
     with psycopg.connect(real_runs.conninfo, autocommit=True) as conn:

@@ -17,8 +17,9 @@ import psycopg
 import pytest
 from sqlalchemy.engine import make_url
 
-from signdb import evaluate as evaluation
+from signdb import evaluation
 from signdb.errors import InvalidArgument, NotFound
+from signdb.ml import metrics
 from tests.conftest import _admin, _psycopg_conninfo, fresh_database
 
 PER_LABEL = 30
@@ -46,18 +47,19 @@ def copy_subset(source: Path, dest: Path, labels=(0, 1, 2), per_label: int = PER
 
 @pytest.fixture(scope="session")
 def real_runs(pg_admin_url, template_db, shared_dataset, tmp_path_factory) -> RealRuns:
-    from signdb import training, workflows
+    from signdb import training
     from signdb.data.preprocess import Preprocessing
     from signdb.db.engine import get_engine
+    from signdb.loading import load_dataset
 
     name = fresh_database(pg_admin_url, template_db)
     url = make_url(pg_admin_url).set(database=name).render_as_string(hide_password=False)
     engine = get_engine(url)
     images = copy_subset(shared_dataset, tmp_path_factory.mktemp("subset"))
-    workflows.load_dataset(engine, images, "d", Preprocessing(), workers=1)
+    load_dataset(engine, images, "d", Preprocessing(), workers=1)
 
     def train(**kwargs) -> int:
-        config = training.TrainConfig(dataset="d", test_fraction=0.3, **kwargs)
+        config = training.TrainSpec(dataset="d", test_fraction=0.3, **kwargs)
         return training.train(engine, config).run_id
 
     binary = train(seed=1, hyperparams={"iterations": 60})
@@ -91,7 +93,7 @@ def _fetch(conninfo: str, sql: str, params=()) -> list[tuple]:
 
 # -- thresholds (no database) ---------------------------------------------------------------
 def test_default_sweep_has_101_thresholds_including_half():
-    sweep = evaluation.parse_thresholds("0:1:0.01")
+    sweep = metrics.parse_thresholds("0:1:0.01")
     assert len(sweep) == 101
     assert sweep[0] == 0.0 and sweep[-1] == 1.0 and 0.5 in sweep
     assert 0.3 in sweep  # rounded: not 0.30000000000000004
@@ -113,7 +115,7 @@ def test_default_sweep_has_101_thresholds_including_half():
 )
 def test_bad_thresholds_are_named(spec, message):
     with pytest.raises(InvalidArgument, match="--thresholds") as info:
-        evaluation.parse_thresholds(spec)
+        metrics.parse_thresholds(spec)
     assert message in str(info.value)
 
 
@@ -121,8 +123,8 @@ def test_binary_counts_match_a_loop_at_every_threshold():
     rng = np.random.default_rng(0)
     positive = rng.random(200) < 0.4
     p = np.round(rng.random(200), 2)  # ties with the thresholds on purpose
-    thresholds = evaluation.parse_thresholds("0:1:0.01")
-    tp, fp, tn, fn = evaluation.binary_counts(positive, p, thresholds)
+    thresholds = metrics.parse_thresholds("0:1:0.01")
+    tp, fp, tn, fn = metrics.binary_counts(positive, p, thresholds)
     for i, t in enumerate(thresholds):
         predicted = p >= t
         assert tp[i] == np.sum(predicted & positive)
@@ -259,6 +261,7 @@ def test_headline_metrics_come_back_from_the_database(real_runs):
 def test_reevaluation_is_atomic_when_the_copy_fails(real_runs, monkeypatch):
     from signdb.db.engine import get_engine
     from signdb.store import evaluations as eval_store
+    from signdb.store import predictions as prediction_store
 
     query = (
         "SELECT (SELECT count(*) FROM signdb.predictions WHERE run_id = %(r)s), "
@@ -283,6 +286,7 @@ def test_reevaluation_is_atomic_when_the_copy_fails(real_runs, monkeypatch):
         return real_copy(conn, statement, types, rows)
 
     monkeypatch.setattr(eval_store, "copy_rows", copy_then_fail)
+    monkeypatch.setattr(prediction_store, "copy_rows", copy_then_fail)
     with pytest.raises(RuntimeError, match="injected"):
         evaluation.evaluate(get_engine(real_runs.url), real_runs.binary)
     assert len(calls) == 2  # predictions, then the evaluations that failed

@@ -1,4 +1,4 @@
-"""``workflows.load_dataset`` against real PostgreSQL: formats, identity, batches, strictness."""
+"""``signdb.loading.load_dataset`` against real PostgreSQL: formats, identity, batches, strictness."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 
 from signdb.data.preprocess import Preprocessing
 from signdb.errors import InputError, InvalidArgument
-from signdb.workflows import load_dataset
+from signdb.loading import load_dataset
 from tests.cli.test_cli_load import a_jpeg, copy_subset, dataset_rows
 
 PREP = Preprocessing()
@@ -173,9 +173,10 @@ def test_a_race_on_the_same_images_falls_back_to_on_conflict(engine, pg, shared_
     """A concurrent load commits our images between our existence check and our COPY."""
     import threading
 
-    from signdb.data.readers import iter_samples
+    from signdb.data import iter_samples
     from signdb.db.engine import transaction
     from signdb.store import datasets as ds_store
+    from signdb.store import images as image_store
 
     tree = copy_subset(shared_dataset, tmp_path / "tree", per_label=1)
     samples = list(iter_samples(tree, PREP, workers=1))
@@ -186,12 +187,12 @@ def test_a_race_on_the_same_images_falls_back_to_on_conflict(engine, pg, shared_
     def second_loader() -> None:
         try:
             with transaction(engine) as session:
-                outcome["added"] = ds_store.insert_samples(session, dataset, samples)
+                outcome["added"] = image_store.insert_samples(session, dataset, samples)
         except Exception as e:  # noqa: BLE001 - reported by the assertion below
             outcome["error"] = e
 
     with transaction(engine) as first:
-        assert ds_store.insert_samples(first, dataset, samples[:4]) == 4
+        assert image_store.insert_samples(first, dataset, samples[:4]) == 4
         thread = threading.Thread(target=second_loader)
         thread.start()
         # Commit only once the second loader is blocked on our uncommitted rows:

@@ -7,7 +7,8 @@ import psycopg
 import pytest
 
 from signdb.db.engine import get_engine
-from signdb.training import load_model, to_float
+from signdb.ml.base import pixels_to_float as to_float
+from signdb.training import load_model
 from tests.db.test_evaluate import real_runs  # noqa: F401 - session fixture
 
 
@@ -42,8 +43,6 @@ def test_sql_equals_python_to_1e6(real_runs, which):  # noqa: F811
 
 def test_unstandardised_softmax_matches_too(real_runs):  # noqa: F811
     """Flip the stored flag inside a rolled-back transaction: SQL must follow it."""
-    from signdb.evaluate import probabilities
-
     run, model = load_model(get_engine(real_runs.url), real_runs.multi)
     model.standardize = False
     with psycopg.connect(real_runs.conninfo) as conn:
@@ -59,7 +58,7 @@ def test_unstandardised_softmax_matches_too(real_runs):  # noqa: F811
         ).fetchall()
         conn.rollback()
     pixels = np.stack([np.frombuffer(r[1], np.uint8).reshape(64, 64, 1) for r in rows])
-    python = probabilities(model, pixels).max(axis=1)
+    python = model.predict_proba_pixels(pixels).max(axis=1)
     assert np.max(np.abs(python - np.array([r[0] for r in rows]))) <= 1e-6
 
 

@@ -14,6 +14,7 @@ from signdb import training
 from signdb.db.engine import get_engine, transaction
 from signdb.errors import InvalidArgument, NotFound, TrainingError
 from signdb.store import weights as weight_store
+from tests.helpers import train_spec
 
 
 def _weights(url: str, run_id: int) -> dict[str, np.ndarray]:
@@ -37,7 +38,7 @@ def conn(trained_url: str):
 
 
 def _train(url: str, **kw) -> training.TrainResult:
-    return training.train(get_engine(url), training.TrainConfig(**kw))
+    return training.train(get_engine(url), train_spec(**kw))
 
 
 def test_seed_experiment_lands_near_the_reference(trained_url, conn):
@@ -136,7 +137,7 @@ def test_resume_after_sigterm_equals_an_uninterrupted_run(trained_url, conn, mod
 
     engine = get_engine(trained_url)
     with pytest.raises(TrainingError, match="resume with"):
-        training.train(engine, training.TrainConfig(**kw), progress=stop)
+        training.train(engine, train_spec(**kw), progress=stop)
     run_id = conn.execute("SELECT max(id) FROM signdb.runs").fetchone()[0]
     status, done = conn.execute(
         "SELECT status, steps_done FROM signdb.runs WHERE id = %s", [run_id]
@@ -198,14 +199,14 @@ def test_bad_arguments_create_no_run(trained_url, conn, kw, message):
 
 
 def test_stale_heartbeat_is_reported_and_stored_as_interrupted(trained_url, conn):
-    from signdb import runs
+    from signdb.tracking import show_run
 
     run_id = _train(trained_url, dataset="mini", hyperparams={"iterations": 2}).run_id
     conn.execute(
         "UPDATE signdb.runs SET status = 'running', heartbeat_at = now() - interval '10 minutes' WHERE id = %s",
         [run_id],
     )
-    shown = runs.show_run(get_engine(trained_url), run_id)
+    shown = show_run(get_engine(trained_url), run_id)
     assert shown["status"] == "interrupted"
     stored, error = conn.execute(
         "SELECT status, error FROM signdb.runs WHERE id = %s", [run_id]
@@ -222,15 +223,17 @@ def test_stored_weights_rebuild_an_identical_predictor(trained_url, conn):
         hyperparams={"iterations": 3},
     ).run_id
     _, model = training.load_model(get_engine(trained_url), run_id)
-    data = training.RunData(get_engine(trained_url), run_id, (64, 64, 1), [0, 1, 2], 42, "on")
+    from signdb.tracking import RunData
+
+    data = RunData(get_engine(trained_url), run_id, (64, 64, 1), [0, 1, 2], 42, "on")
     stored = conn.execute(
         "SELECT test_accuracy FROM signdb.runs WHERE id = %s", [run_id]
     ).fetchone()[0]
-    assert data.accuracy(model, "test") == stored
+    assert training.accuracy(model, data, "test") == stored
 
 
 def test_cnn_runs_take_the_same_path_end_to_end(trained_url, conn, mini_dataset_dir):
-    from signdb import evaluate
+    from signdb import evaluation as evaluate
 
     hyper = {"iterations": 2, "layers": "conv4-pool-dense8", "batch_size": 16}
     run_id = _train(

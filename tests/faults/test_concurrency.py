@@ -145,8 +145,8 @@ def test_four_trainers_and_a_loader_at_once(trained_url: str, loader_tree: Path)
         ).fetchall()
         assert n_images == loaded["images"]
         for name, run_id in run_ids.items():
-            status, model, hp, total, done, train_size = conn.execute(
-                "SELECT status, model, hyperparams, total_steps, steps_done, train_size "
+            status, model, hp, trainer, total, done, train_size = conn.execute(
+                "SELECT status, model, hyperparams, trainer, total_steps, steps_done, train_size "
                 "FROM signdb.runs WHERE id = %s",
                 [run_id],
             ).fetchone()
@@ -167,20 +167,20 @@ def test_four_trainers_and_a_loader_at_once(trained_url: str, loader_tree: Path)
             assert set(metrics) == {"cost", "train_accuracy", "test_accuracy"}, name
             assert metrics["cost"] == list(range(total)), name
             assert metrics["train_accuracy"] == list(range(total)), name
-            eval_every = hp["eval_every"] or max(1, total // 20)
+            eval_every = trainer.get("eval_every") or max(1, total // 20)
             assert metrics["test_accuracy"] == [*range(0, total, eval_every), total], name
 
             # Weights: the checkpoints this run's schedule implies, nothing else. An
             # explicit --checkpoint-every is exact; the default schedule may also skip
             # checkpoints that come sooner than training.CHECKPOINT_SECONDS apart.
-            every = hp["checkpoint_every"] or max(1, total // 10)
+            every = trainer.get("checkpoint_every") or max(1, total // 10)
             rows = conn.execute(
                 "SELECT step, tensor, shape, data, final FROM signdb.weights WHERE run_id = %s",
                 [run_id],
             ).fetchall()
             steps = sorted({r[0] for r in rows})
             scheduled = [*range(every, total, every), total]
-            if hp["checkpoint_every"]:
+            if trainer.get("checkpoint_every"):
                 assert steps == scheduled, name
             else:
                 assert steps[-1] == total and set(steps) <= set(scheduled), name
@@ -207,7 +207,8 @@ def test_four_trainers_and_a_loader_at_once(trained_url: str, loader_tree: Path)
     # Each run's own weights reproduce the accuracies it recorded.
     from signdb.db.engine import get_engine, transaction
     from signdb.store import datasets as ds_store
-    from signdb.training import RunData, load_model
+    from signdb.tracking import RunData
+    from signdb.training import accuracy, load_model
 
     engine = get_engine(trained_url)
     for name, run_id in run_ids.items():
@@ -215,8 +216,8 @@ def test_four_trainers_and_a_loader_at_once(trained_url: str, loader_tree: Path)
         with transaction(engine) as session:
             shape = ds_store.get_dataset(session, run.dataset).preprocessing.shape
         data = RunData(engine, run_id, shape, run.classes, run.seed, "on")
-        assert data.accuracy(model, "test") == pytest.approx(run.test_accuracy, abs=0), name
-        assert data.accuracy(model, "train") == pytest.approx(run.train_accuracy, abs=0), name
+        assert accuracy(model, data, "test") == pytest.approx(run.test_accuracy, abs=0), name
+        assert accuracy(model, data, "train") == pytest.approx(run.train_accuracy, abs=0), name
         assert results[name]["test_accuracy"] == run.test_accuracy
 
 

@@ -18,7 +18,7 @@ import psycopg
 import pytest
 from sqlalchemy.engine import make_url
 
-from signdb.evaluate import parse_thresholds
+from signdb.ml.metrics import parse_thresholds
 from tests.helpers import signdb, signdb_popen
 
 FINE = "0:1:0.0000100001"

@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from signdb.cli import Context, common_options
+from signdb.cli.context import Context, common_options
 from signdb.data.preprocess import COLORS, SIZE_MAX, SIZE_MIN
 
 DEFAULT_SEED = 42
@@ -80,15 +80,18 @@ def load(
     listed on stderr and skipped unless --strict is given.
     """
     from signdb.data.preprocess import Preprocessing
-    from signdb.data.readers import count_inputs
+    from signdb.loading import load_dataset
     from signdb.store.datasets import check_name
-    from signdb.workflows import load_dataset
 
     check_name(name)  # before starting a server or reading files
     prep = Preprocessing(size=size, color=color)
     engine = ctx.ready_engine()
-    total = count_inputs(path) if ctx.interactive else None
-    with _progress_bar(ctx, total, unit="img", desc="loading") as bar:
+    with _progress_bar(ctx, None, unit="img", desc="loading") as bar:
+
+        def sized(src) -> None:  # noqa: ANN001 - signdb.data.Input
+            bar.total = src.count()
+            bar.refresh()
+
         result = load_dataset(
             engine,
             path,
@@ -98,6 +101,7 @@ def load(
             workers=workers,
             progress=bar.update if bar is not None else None,
             on_reject=lambda r: _stderr(bar, f"rejected: {r.source}: {r.reason}"),
+            on_open=sized if bar is not None else None,
         )
     ctx.emit(result.as_dict(), _human_load)
 
@@ -121,7 +125,7 @@ def datasets_list(ctx: Context) -> None:
     from signdb.db.engine import transaction
     from signdb.store.datasets import list_summaries
 
-    with transaction(ctx.ready_engine()) as session:
+    with transaction(ctx.ready_engine(), "listing datasets") as session:
         summaries = list_summaries(session)
     ctx.emit({"datasets": [s.as_dict() for s in summaries]}, _human_list)
 
@@ -165,7 +169,7 @@ def datasets_show(ctx: Context, name: str, seed: int, test_fraction: float) -> N
     from signdb.db.engine import transaction
     from signdb.store.datasets import summarize
 
-    with transaction(ctx.ready_engine()) as session:
+    with transaction(ctx.ready_engine(), f"reading dataset {name!r}") as session:
         summary = summarize(session, name, seed=seed, test_fraction=test_fraction)
     result = summary.as_dict()
     result["seed"] = seed

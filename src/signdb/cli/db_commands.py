@@ -7,7 +7,7 @@ import shutil
 
 import click
 
-from signdb.cli import Context, common_options
+from signdb.cli.context import Context, common_options
 from signdb.errors import ConfigError, SchemaOutOfDate
 
 
@@ -84,14 +84,9 @@ def db_check(ctx: Context) -> None:
 @common_options
 def db_grant(ctx: Context) -> None:
     """(Re)create the roles signdb_analyst and signdb_writer and grant them on this database."""
-    from sqlalchemy import text
-
     from signdb.db import roles
 
-    engine = ctx.ready_engine()
-    with engine.begin() as conn:
-        for statement in roles.create_roles_sql() + roles.grant_sql():
-            conn.execute(text(statement))
+    roles.grant_roles(ctx.ready_engine())
     ctx.emit({"roles": list(roles.ROLES)}, lambda r: "granted: " + ", ".join(r["roles"]))
 
 

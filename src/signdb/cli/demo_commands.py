@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from signdb.cli import Context, common_options
+from signdb.cli.context import Context, common_options
 
 
 @click.command("demo")

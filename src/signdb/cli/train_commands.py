@@ -7,8 +7,9 @@ from typing import Any
 
 import click
 
-from signdb.cli import Context, common_options
+from signdb.cli.context import Context, common_options
 from signdb.errors import InvalidArgument
+from signdb.ml import model_names
 
 
 def parse_classes(value: str) -> list[int] | None:
@@ -43,7 +44,7 @@ def parse_params(pairs: tuple[str, ...]) -> dict[str, Any]:
 @click.option("--dataset", help="Dataset to train on (see `signdb datasets list`).")
 @click.option(
     "--model",
-    type=click.Choice(["logreg", "softmax", "mlp", "cnn"]),
+    type=click.Choice(model_names()),
     default="logreg",
     show_default=True,
     help="logreg is the seed's algorithm; softmax, mlp and cnn are multi-class.",
@@ -104,21 +105,15 @@ def train(
     dataset: str | None,
     model: str,
     classes: str,
-    lr,
-    iterations,
-    batch_size,
-    seed,
-    test_fraction,
-    name,
-    hidden,
-    optimizer,
-    l2,
-    layers,
-    params,
-    cache,
-    eval_every,
-    checkpoint_every,
-    resume_id,
+    seed: int,
+    test_fraction: float,
+    name: str | None,
+    params: tuple[str, ...],
+    cache: str,
+    eval_every: int | None,
+    checkpoint_every: int | None,
+    resume_id: int | None,
+    **model_flags: Any,
 ) -> None:
     """Train a model on a dataset, logging metrics, checkpoints and weights to PostgreSQL.
 
@@ -127,51 +122,51 @@ def train(
     """
     from signdb import training
 
+    # Everything is checked before a server starts.
+    settings = training.TrainerSettings(
+        cache=cache, eval_every=eval_every, checkpoint_every=checkpoint_every
+    )
+    if resume_id is None and not dataset:
+        raise click.UsageError("--dataset is required (or --resume RUN_ID)")
+    spec = None
+    if resume_id is None:
+        spec = training.TrainSpec(
+            dataset=dataset,
+            model=model,
+            classes=parse_classes(classes),
+            hyperparams=hyperparams_from_flags(model_flags, params),
+            seed=seed,
+            test_fraction=test_fraction,
+            name=name,
+            trainer=settings,
+        )
     engine = ctx.ready_engine()
     progress = TrainProgress(ctx)
     try:
-        if resume_id is not None:
+        if spec is None:
             result = training.resume(engine, resume_id, progress=progress)
         else:
-            if not dataset:
-                raise click.UsageError("--dataset is required (or --resume RUN_ID)")
-            hyper: dict[str, Any] = parse_params(params)
-            given = {
-                "lr": lr,
-                "iterations": iterations,
-                "batch_size": batch_size,
-                "optimizer": optimizer,
-                "l2": l2,
-                "layers": layers,
-            }
-            hyper.update({k: v for k, v in given.items() if v is not None})
-            if hidden:
-                try:
-                    hyper["hidden"] = [int(h) for h in hidden.split(",")]
-                except ValueError:
-                    raise InvalidArgument(
-                        f"--hidden takes sizes like 256,128, got {hidden!r}"
-                    ) from None
-            for key in ("eval_every", "checkpoint_every"):
-                value = {"eval_every": eval_every, "checkpoint_every": checkpoint_every}[key]
-                if value is not None and value < 1:
-                    raise InvalidArgument(f"--{key.replace('_', '-')} must be >= 1, got {value}")
-            config = training.TrainConfig(
-                dataset=dataset,
-                model=model,
-                classes=parse_classes(classes),
-                hyperparams=hyper,
-                seed=seed,
-                test_fraction=test_fraction,
-                name=name,
-                cache=cache,
-                eval_every=eval_every,
-                checkpoint_every=checkpoint_every,
-            )
-            result = training.train(engine, config, progress=progress)
+            result = training.train(engine, spec, progress=progress)
     finally:
         progress.close()
     ctx.emit(result.as_dict(), _human_result)
+
+
+def hyperparams_from_flags(flags: dict[str, Any], params: tuple[str, ...]) -> dict[str, Any]:
+    """The model hyperparameters the user set: ``--param`` pairs, then the named flags.
+
+    Only flags given on the command line are passed on, so each model keeps its
+    own defaults (logreg's are the seed's).
+    """
+    hyper = parse_params(params)
+    hidden = flags.pop("hidden", None)
+    hyper.update({k: v for k, v in flags.items() if v is not None})
+    if hidden:
+        try:
+            hyper["hidden"] = [int(h) for h in hidden.split(",")]
+        except ValueError:
+            raise InvalidArgument(f"--hidden takes sizes like 256,128, got {hidden!r}") from None
+    return hyper
 
 
 def _human_result(r: dict) -> str:
@@ -221,9 +216,9 @@ def runs_group() -> None:
 @common_options
 def runs_list(ctx: Context, dataset: str | None, limit: int) -> None:
     """Runs with status and headline metrics, newest first."""
-    from signdb import runs
+    from signdb.tracking import list_runs
 
-    result = {"runs": runs.list_runs(ctx.ready_engine(), dataset=dataset, limit=limit)}
+    result = {"runs": list_runs(ctx.ready_engine(), dataset=dataset, limit=limit)}
     ctx.emit(result, _format_runs_table)
 
 
@@ -232,9 +227,9 @@ def runs_list(ctx: Context, dataset: str | None, limit: int) -> None:
 @common_options
 def runs_show(ctx: Context, run_id: int) -> None:
     """Everything recorded about one run."""
-    from signdb import runs
+    from signdb.tracking import show_run
 
-    ctx.emit(runs.show_run(ctx.ready_engine(), run_id), _format_run)
+    ctx.emit(show_run(ctx.ready_engine(), run_id), _format_run)
 
 
 def _num(v: Any) -> str:

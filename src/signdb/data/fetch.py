@@ -33,7 +33,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from signdb.data.archives import safe_extract_zip
+from signdb.data.formats.archive import safe_extract_zip
 from signdb.data.labels import parse_label
 from signdb.errors import FetchError, InvalidArgument, NotFound
 

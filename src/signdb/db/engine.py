@@ -3,15 +3,26 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import lru_cache
+from typing import TypeVar
 
+import psycopg
 from sqlalchemy import Engine, create_engine, event, exc
 from sqlalchemy.orm import Session, sessionmaker
 
 from signdb.config import database_url_from, parse_database_url, redact
-from signdb.errors import DatabaseError, InputError, SignDBError
+from signdb.errors import (
+    DatabaseError,
+    DatabaseUnavailable,
+    InputError,
+    SchemaOutOfDate,
+    SignDBError,
+)
+
+T = TypeVar("T")
 
 
 def resolve_url(flag: str | None = None) -> tuple[str, bool]:
@@ -51,35 +62,119 @@ def session_factory(engine: Engine) -> sessionmaker[Session]:
 
 
 @contextmanager
-def transaction(engine: Engine) -> Iterator[Session]:
-    """A session whose work commits at the end of the block, or rolls back entirely."""
-    with translate_errors(engine), session_factory(engine).begin() as session:
+def transaction(engine: Engine, doing: str = "working with the database") -> Iterator[Session]:
+    """A session whose work commits at the end of the block, or rolls back entirely.
+
+    ``doing`` ("writing images", "starting a run") names the work in any error.
+    """
+    with translate_errors(engine, doing), session_factory(engine).begin() as session:
         yield session
 
 
-@contextmanager
-def translate_errors(engine: Engine | None = None) -> Iterator[None]:
-    """Map driver/SQLAlchemy failures to DatabaseError with a redacted URL."""
+#: The one table from driver errors to SignDBErrors, most specific first. Each
+#: message gets ``{doing}`` (what signdb was doing), ``{where}`` (the redacted
+#: URL) and ``{detail}`` (the server's first line).
+DRIVER_ERRORS: tuple[tuple[type[psycopg.Error], type[SignDBError], str], ...] = (
+    (
+        psycopg.errors.LockNotAvailable,
+        DatabaseError,
+        "timed out waiting for a lock while {doing}{where}: {detail}; another signdb command "
+        "holds it: retry when that one finishes",
+    ),
+    (
+        psycopg.errors.QueryCanceled,
+        DatabaseError,
+        "PostgreSQL cancelled a statement while {doing}{where}: {detail}; retry, or raise the "
+        "server's statement_timeout",
+    ),
+    (
+        psycopg.OperationalError,
+        DatabaseUnavailable,
+        "cannot talk to PostgreSQL{where} while {doing}: {detail}; check that the server is "
+        "running and that --database-url / SIGNDB_DATABASE_URL is right, then re-run the command",
+    ),
+    (
+        psycopg.errors.UndefinedTable,
+        SchemaOutOfDate,
+        "the signdb schema is missing or out of date{where} while {doing}: {detail}; "
+        "run `signdb db upgrade`",
+    ),
+    (
+        psycopg.errors.UndefinedColumn,
+        SchemaOutOfDate,
+        "the signdb schema is missing or out of date{where} while {doing}: {detail}; "
+        "run `signdb db upgrade`",
+    ),
+    (
+        psycopg.errors.UndefinedFunction,
+        SchemaOutOfDate,
+        "the signdb schema is missing or out of date{where} while {doing}: {detail}; "
+        "run `signdb db upgrade`",
+    ),
+    (psycopg.errors.DataError, InputError, "PostgreSQL rejected a value while {doing}: {detail}"),
+    (
+        psycopg.errors.IntegrityError,
+        InputError,
+        "PostgreSQL refused a row while {doing}: {detail}",
+    ),
+)
+
+
+def translate_driver_error(
+    error: BaseException, doing: str, engine: Engine | None = None
+) -> SignDBError | None:
+    """The SignDBError for a psycopg (or SQLAlchemy-wrapped) error, or None if unmapped."""
+    orig = error.orig if isinstance(error, exc.DBAPIError) else error
+    if isinstance(error, exc.DBAPIError) and error.connection_invalidated and orig is None:
+        orig = psycopg.OperationalError(str(error))
     where = f" at {redact(engine.url)}" if engine is not None else ""
+    for driver_class, ours, template in DRIVER_ERRORS:
+        if isinstance(orig, driver_class):
+            return ours(template.format(doing=doing, where=where, detail=_first_line(orig)))
+    if isinstance(error, exc.TimeoutError):  # the pool had no connection to give
+        return DatabaseError(
+            f"no database connection became free while {doing}{where}: {error}; retry"
+        )
+    return None
+
+
+@contextmanager
+def translate_errors(
+    engine: Engine | None = None, doing: str = "working with the database"
+) -> Iterator[None]:
+    """Turn driver and SQLAlchemy failures into SignDBErrors (see :data:`DRIVER_ERRORS`)."""
     try:
         yield
     except SignDBError:
         raise
-    except exc.OperationalError as e:
-        raise DatabaseError(
-            f"cannot talk to PostgreSQL{where}: {_first_line(e)}; check that the server is "
-            "running and that --database-url / SIGNDB_DATABASE_URL is right"
-        ) from e
-    except exc.DataError as e:
-        raise InputError(f"PostgreSQL rejected a value: {_first_line(e)}") from e
-    except exc.ProgrammingError as e:
-        if "does not exist" in str(e.orig):
-            raise DatabaseError(
-                f"the signdb schema is missing or out of date{where}: {_first_line(e)}; "
-                "run `signdb db upgrade`"
-            ) from e
-        raise
+    except (psycopg.Error, exc.DBAPIError, exc.TimeoutError) as e:
+        ours = translate_driver_error(e, doing, engine)
+        if ours is None:
+            raise
+        raise ours from e
 
 
-def _first_line(e: exc.DBAPIError) -> str:
-    return str(e.orig).strip().splitlines()[0] if e.orig is not None else str(e)
+def retrying(
+    fn: Callable[[], T], *, seconds: float, on_retry: Callable[[str], None] | None = None
+) -> T:
+    """``fn()``, called again with backoff while the server is away, for up to ``seconds``.
+
+    Only :class:`DatabaseUnavailable` is retried: a statement the server refused
+    would be refused again. Past the deadline the last error propagates.
+    """
+    deadline = time.monotonic() + seconds
+    delay = 0.25
+    while True:
+        try:
+            return fn()
+        except DatabaseUnavailable as e:
+            if time.monotonic() + delay > deadline:
+                raise
+            if on_retry is not None:
+                on_retry(str(e))
+            time.sleep(delay)
+            delay = min(delay * 2, 5.0)
+
+
+def _first_line(e: BaseException) -> str:
+    return (str(e).strip().splitlines() or [type(e).__name__])[0]

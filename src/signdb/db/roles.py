@@ -8,6 +8,8 @@ and a downgrade drops a role only when no other database still depends on it.
 
 from __future__ import annotations
 
+from sqlalchemy import Engine, text
+
 ANALYST = "signdb_analyst"
 WRITER = "signdb_writer"
 ROLES = (ANALYST, WRITER)
@@ -65,3 +67,12 @@ def drop_unused_roles_sql() -> list[str]:
         END $$"""  # noqa: S608
         for role in ROLES
     ]
+
+
+def grant_roles(engine: Engine) -> None:
+    """Create the roles if missing and grant them on every object of this database."""
+    from signdb.db.engine import translate_errors
+
+    with translate_errors(engine, "granting the roles"), engine.begin() as conn:
+        for statement in create_roles_sql() + grant_sql():
+            conn.execute(text(statement))

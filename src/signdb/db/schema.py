@@ -29,11 +29,14 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     func,
+    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 
 SCHEMA = "signdb"
 RUN_STATUSES = ("queued", "running", "succeeded", "failed", "interrupted")
+#: "external": a run logged through the Python API by someone's own training code.
+ENGINES = ("numpy", "torch", "external")
 SPLITS = ("train", "test")
 
 metadata = MetaData(
@@ -130,7 +133,12 @@ runs = Table(
     Column("test_precision", Double),
     Column("test_recall", Double),
     Column("test_f1", Double),
+    # Settings of the built-in trainer (cache, eval_every, checkpoint_every);
+    # the model's own hyperparameters stay in hyperparams.
+    Column("trainer", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
+    Column("engine", Text, nullable=False, server_default="numpy"),
     CheckConstraint(_in("status", RUN_STATUSES), name="status"),
+    CheckConstraint(_in("engine", ENGINES), name="engine"),
     CheckConstraint("cardinality(classes) >= 2", name="two_classes"),
     CheckConstraint("test_fraction > 0 AND test_fraction < 1", name="test_fraction"),
     Index(None, "dataset_id"),

@@ -14,7 +14,9 @@ so a resumed run draws the same numbers an uninterrupted one would.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
@@ -22,6 +24,34 @@ import numpy as np
 from signdb.errors import InvalidArgument
 
 DTYPE = np.float32
+
+
+def pixels_to_float(pixels: np.ndarray) -> np.ndarray:
+    """Stored uint8 pixels -> float32 in [0, 1]: the one conversion every path uses."""
+    return pixels.astype(DTYPE) / DTYPE(255.0)
+
+
+def pixels_to_float64(pixels: np.ndarray, input_shape: tuple[int, ...]) -> np.ndarray:
+    """uint8 (n, h, w, c) -> float64 (n, h*w*c) in [0, 1], checked against the model's shape.
+
+    The input of the double-precision scoring that linear models share with SQL.
+    """
+    if tuple(pixels.shape[1:]) != tuple(input_shape):
+        raise InvalidArgument(
+            f"input shape {tuple(pixels.shape[1:])} does not match the model's "
+            f"{tuple(input_shape)}; preprocess images to the training size"
+        )
+    return pixels.reshape(len(pixels), -1).astype(np.float64) / 255.0
+
+
+@dataclass(frozen=True, slots=True)
+class StepResult:
+    """What one parameter update reports: the batch cost before the update, and
+    how many of the batch's images the model got right on the same forward pass
+    (None when the model cannot tell without a second pass)."""
+
+    cost: float
+    correct: int | None = None
 
 
 def step_rng(seed: int, step: int, stream: int = 0) -> np.random.Generator:
@@ -40,8 +70,8 @@ class Classifier:
     Subclass hooks:
       * ``_validate()``: raise :class:`InvalidArgument` for bad hyperparameters.
       * ``_init_params(input_shape, n_classes)`` -> dict of float32 tensors.
-      * ``_step(X, y, step)`` -> float cost; updates ``self.params_`` (and
-        optimizer state in ``self.opt_state_``) in place.
+      * ``_step(X, y, step)`` -> :class:`StepResult`; updates ``self.params_``
+        (and optimizer state in ``self.opt_state_``) in place.
       * ``_forward(X)`` -> (n, n_classes) probabilities.
 
     ``X`` is float32 of shape ``(n, h, w, c)`` with values in [0, 1];
@@ -66,9 +96,21 @@ class Classifier:
         self.seed = seed
 
     # -- public API ---------------------------------------------------------
+    @classmethod
+    def param_names(cls) -> list[str]:
+        """The constructor's keyword arguments, sorted: scikit-learn's ``_get_param_names``.
+
+        The one source of a model's hyperparameter list: ``get_params``, the
+        registry's validation and the CLI all read it.
+        """
+        params = inspect.signature(cls.__init__).parameters.values()
+        if any(p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD) for p in params):
+            raise TypeError(f"{cls.__name__}.__init__ must list its hyperparameters explicitly")
+        return sorted(p.name for p in params if p.name != "self")
+
     def get_params(self) -> dict[str, Any]:
         """Hyperparameters as stored in ``runs.hyperparams``."""
-        return {k: v for k, v in vars(self).items() if not k.endswith("_")}
+        return {name: getattr(self, name) for name in self.param_names()}
 
     def initialize(self, input_shape: Sequence[int], classes: Sequence[int]) -> Classifier:
         """Validate hyperparameters and create fresh parameters."""
@@ -85,20 +127,22 @@ class Classifier:
         self.opt_state_: dict[str, np.ndarray] = {}
         return self
 
-    def train_step(self, X: np.ndarray, y: np.ndarray, step: int) -> float:
-        """One parameter update on a batch; returns the batch cost before the update.
-
-        Models whose forward pass already yields predictions set
-        ``last_batch_correct_`` (correct predictions on this batch, before the
-        update), so the trainer logs train accuracy without a second pass.
-        """
+    def train_step(self, X: np.ndarray, y: np.ndarray, step: int) -> StepResult:
+        """One parameter update on a batch: its cost before the update and its correct count."""
         self._check_fitted()
-        self.last_batch_correct_: int | None = None
-        return float(self._step(np.asarray(X, dtype=DTYPE), np.asarray(y), int(step)))
+        return self._step(np.asarray(X, dtype=DTYPE), np.asarray(y), int(step))
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
         self._check_fitted()
         return self._forward(np.asarray(X, dtype=DTYPE))
+
+    def predict_proba_pixels(self, pixels: np.ndarray) -> np.ndarray:
+        """Class probabilities (n, k) in float64 for stored uint8 ``pixels`` (n, h, w, c).
+
+        What ``predictions`` stores. Models scored in SQL override it to
+        compute in double precision, as ``signdb.predict_proba`` does.
+        """
+        return self.predict_proba(pixels_to_float(pixels)).astype(np.float64)
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
@@ -171,7 +215,7 @@ class Classifier:
     def _init_params(self, input_shape: tuple[int, ...], n_classes: int) -> dict[str, np.ndarray]:
         raise NotImplementedError
 
-    def _step(self, X: np.ndarray, y: np.ndarray, step: int) -> float:
+    def _step(self, X: np.ndarray, y: np.ndarray, step: int) -> StepResult:
         raise NotImplementedError
 
     def _forward(self, X: np.ndarray) -> np.ndarray:

@@ -42,7 +42,7 @@ import numpy as np
 from signdb.errors import InvalidArgument
 from signdb.ml import layers as L
 from signdb.ml.augment import random_affine
-from signdb.ml.base import DTYPE, Classifier, step_rng
+from signdb.ml.base import DTYPE, Classifier, StepResult, step_rng
 from signdb.ml.optim import Optimizer, make_optimizer
 
 #: ``step_rng`` streams (augmentation uses :data:`signdb.ml.augment.AUGMENT_STREAM`).
@@ -222,11 +222,11 @@ class ConvNet(Classifier):
         dense(n_classes)
         return p
 
-    def _step(self, X: np.ndarray, y: np.ndarray, step: int) -> float:
+    def _step(self, X: np.ndarray, y: np.ndarray, step: int) -> StepResult:
         if self.augment:
             X = random_affine(X, self.seed, step)
         logits, caches = self._run(X, training=True, step=step)
-        self.last_batch_correct_ = int(np.count_nonzero(np.argmax(logits, axis=1) == y))
+        correct = int(np.count_nonzero(np.argmax(logits, axis=1) == y))
         loss, dlogits = L.softmax_cross_entropy(logits, y)
         grads = self._backward(dlogits, caches)
         if self.l2:
@@ -237,7 +237,7 @@ class ConvNet(Classifier):
                     loss += 0.5 * self.l2 * float(np.vdot(w, w))
                     grads[key] += l2 * w
         self.optimizer_.update(self.params_, grads, self.opt_state_, step)
-        return loss
+        return StepResult(float(loss), correct)
 
     def _forward(self, X: np.ndarray) -> np.ndarray:
         chunks = [
@@ -250,7 +250,12 @@ class ConvNet(Classifier):
 
     # -- the network ----------------------------------------------------------
     def _run(self, X: np.ndarray, *, training: bool, step: int) -> tuple[np.ndarray, list]:
-        """Logits and, per layer, ``(kind, index, cache)`` for :meth:`_backward`."""
+        """Logits and, per layer, ``(kind, index, cache)`` for :meth:`_backward`.
+
+        One walk over the spec, longer than most functions here on purpose: the
+        layer counters, the dropout generator and the cache list are shared by
+        every branch, and splitting the walk would pass all of them around.
+        """
         p = self.params_
         rng = step_rng(self.seed, step, DROPOUT_STREAM) if training and self.dropout else None
         caches: list[tuple[str, int, Any]] = []

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from signdb.errors import InvalidArgument
-from signdb.ml.base import DTYPE, Classifier
+from signdb.ml.base import DTYPE, Classifier, StepResult, pixels_to_float64
 from signdb.ml.losses import binary_cross_entropy, sigmoid
 from signdb.ml.optim import SGD
 
@@ -84,9 +84,9 @@ class LogisticRegression(Classifier):
         flat = X.reshape(len(X), -1)
         return flat @ self.params_["weight"] + self.params_["bias"]
 
-    def _step(self, X: np.ndarray, y: np.ndarray, step: int) -> float:
+    def _step(self, X: np.ndarray, y: np.ndarray, step: int) -> StepResult:
         z = self._logits(X)
-        self.last_batch_correct_ = int(np.count_nonzero((z >= 0) == (y == 1)))
+        correct = int(np.count_nonzero((z >= 0) == (y == 1)))
         target = y.astype(F32)
         cost = binary_cross_entropy(z, target)
         residual = sigmoid(z) - target
@@ -96,9 +96,22 @@ class LogisticRegression(Classifier):
             "bias": np.mean(residual, dtype=F32, keepdims=True),
         }
         self.optimizer_.update(self.params_, grads, self.opt_state_, step)
-        return float(cost)
+        return StepResult(float(cost), correct)
 
     def _forward(self, X: np.ndarray) -> np.ndarray:
         z = self._logits(X)
         # sigmoid(-z) rather than 1 - p keeps the negative column accurate near p = 1.
         return np.stack([sigmoid(-z), sigmoid(z)], axis=1)
+
+    def predict_proba_pixels(self, pixels: np.ndarray) -> np.ndarray:
+        """Double-precision probabilities from the float32 weights, as SQL computes them.
+
+        ``signdb.predict_proba`` sums the 4096-term dot product in double
+        precision; the float32 forward pass drifts from it by about 1e-6, which
+        would break the promise that the stored and the SQL probability agree.
+        """
+        x = pixels_to_float64(pixels, self.input_shape_)
+        z = x @ self.params_["weight"].astype(np.float64) + float(self.params_["bias"][0])
+        e = np.exp(-np.abs(z))  # the stable sigmoid: exp never sees a positive argument
+        p = np.where(z >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
+        return np.stack([1.0 - p, p], axis=1)

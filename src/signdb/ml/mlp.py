@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from signdb.errors import InvalidArgument
-from signdb.ml.base import DTYPE, Classifier, step_rng
+from signdb.ml.base import DTYPE, Classifier, StepResult, step_rng
 from signdb.ml.losses import softmax, softmax_cross_entropy, standardize_per_image
 from signdb.ml.optim import check_l2, optimizer_from_hyperparams
 
@@ -148,9 +148,9 @@ class MLPClassifier(Classifier):
                 np.maximum(h, F32(0), out=h)
         return inputs, h
 
-    def _step(self, X: np.ndarray, y: np.ndarray, step: int) -> float:
+    def _step(self, X: np.ndarray, y: np.ndarray, step: int) -> StepResult:
         inputs, logits = self._activations(X)
-        self.last_batch_correct_ = int(np.count_nonzero(np.argmax(logits, axis=1) == y))
+        correct = int(np.count_nonzero(np.argmax(logits, axis=1) == y))
         cost, dz = softmax_cross_entropy(logits, y)
         l2 = F32(self.l2)
         grads: dict[str, np.ndarray] = {}
@@ -165,7 +165,7 @@ class MLPClassifier(Classifier):
                 # inputs[i] = relu(pre-activation), so it is > 0 exactly where relu passed.
                 dz = (dz @ w.T) * (inputs[i] > 0)
         self.optimizer_.update(self.params_, grads, self.opt_state_, step)
-        return float(cost)
+        return StepResult(float(cost), correct)
 
     def _forward(self, X: np.ndarray) -> np.ndarray:
         return softmax(self._activations(X)[1])

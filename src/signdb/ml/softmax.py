@@ -5,8 +5,13 @@ from __future__ import annotations
 import numpy as np
 
 from signdb.errors import InvalidArgument
-from signdb.ml.base import DTYPE, Classifier
-from signdb.ml.losses import softmax, softmax_cross_entropy, standardize_per_image
+from signdb.ml.base import DTYPE, Classifier, StepResult, pixels_to_float64
+from signdb.ml.losses import (
+    STANDARDIZE_EPS,
+    softmax,
+    softmax_cross_entropy,
+    standardize_per_image,
+)
 from signdb.ml.optim import check_l2, optimizer_from_hyperparams
 
 F32 = np.float32
@@ -111,18 +116,28 @@ class SoftmaxRegression(Classifier):
         flat = X.reshape(len(X), -1)
         return standardize_per_image(flat) if self.standardize else flat
 
-    def _step(self, X: np.ndarray, y: np.ndarray, step: int) -> float:
+    def _step(self, X: np.ndarray, y: np.ndarray, step: int) -> StepResult:
         flat = self._flat(X)
         w = self.params_["weight"]
         logits = flat @ w + self.params_["bias"]
-        self.last_batch_correct_ = int(np.count_nonzero(np.argmax(logits, axis=1) == y))
+        correct = int(np.count_nonzero(np.argmax(logits, axis=1) == y))
         cost, dz = softmax_cross_entropy(logits, y)
         grad_w = flat.T @ dz
         if self.l2:
             grad_w += F32(self.l2) * w
         grads = {"weight": grad_w, "bias": np.sum(dz, axis=0, dtype=F32)}
         self.optimizer_.update(self.params_, grads, self.opt_state_, step)
-        return float(cost)
+        return StepResult(float(cost), correct)
 
     def _forward(self, X: np.ndarray) -> np.ndarray:
         return softmax(self._flat(X) @ self.params_["weight"] + self.params_["bias"])
+
+    def predict_proba_pixels(self, pixels: np.ndarray) -> np.ndarray:
+        """Double-precision probabilities, as ``signdb.predict_proba`` computes them in SQL."""
+        x = pixels_to_float64(pixels, self.input_shape_)
+        if self.standardize:
+            x = x - x.mean(axis=1, keepdims=True)
+            x = x / np.sqrt((x * x).mean(axis=1, keepdims=True) + STANDARDIZE_EPS)
+        z = x @ self.params_["weight"].astype(np.float64) + self.params_["bias"].astype(np.float64)
+        e = np.exp(z - z.max(axis=1, keepdims=True))
+        return e / e.sum(axis=1, keepdims=True)

@@ -1,42 +1,29 @@
-"""PostgreSQL COPY through the psycopg 3 connection underneath a SQLAlchemy session."""
+"""PostgreSQL binary COPY through the psycopg 3 connection underneath a SQLAlchemy session.
+
+Two ways in: :func:`copy_rows` lets psycopg encode Python rows (convenient,
+a few microseconds a row), and :func:`binary_copy_payload` pieces for callers
+that assemble the wire format with numpy (metrics, tensors: nanoseconds a value).
+Errors are not translated here: the caller's ``transaction(engine, doing)``
+maps them, naming what was being written.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterable, Sequence
 
+import numpy as np
 import psycopg
 from sqlalchemy.orm import Session
 
-from signdb.errors import DatabaseError, InputError
+INT4_OID = 23
+FLOAT4_OID = 700
+COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + (0).to_bytes(4, "big") + (0).to_bytes(4, "big")
+COPY_TRAILER = (-1).to_bytes(2, "big", signed=True)
 
 
 def raw_connection(session: Session) -> psycopg.Connection:
     """The psycopg connection of the session's current transaction."""
     return session.connection().connection.driver_connection
-
-
-@contextmanager
-def driver_errors() -> Iterator[None]:
-    """Map psycopg errors raised on the raw connection to SignDBErrors.
-
-    SQLAlchemy wraps only what goes through its own ``execute``; statements run
-    on the raw connection (COPY) would otherwise reach the user as tracebacks.
-    The session still rolls the transaction back as the error unwinds it.
-    """
-    try:
-        yield
-    except (psycopg.errors.DataError, psycopg.errors.IntegrityError) as e:
-        raise InputError(f"PostgreSQL rejected a value: {_first_line(e)}") from e
-    except psycopg.OperationalError as e:
-        raise DatabaseError(
-            f"PostgreSQL failed while writing images: {_first_line(e)}; check that the server "
-            "is running and re-run the command (a load resumes where it stopped)"
-        ) from e
-
-
-def _first_line(e: psycopg.Error) -> str:
-    return (str(e).strip().splitlines() or [type(e).__name__])[0]
 
 
 def copy_rows(
@@ -50,3 +37,23 @@ def copy_rows(
             copy.write_row(row)
             n += 1
     return n
+
+
+def copy_payload(conn: psycopg.Connection, statement: str, payload: bytes) -> None:
+    """Send an already-encoded binary COPY stream (header, rows, trailer)."""
+    with conn.cursor() as cur, cur.copy(statement) as copy:
+        copy.write(payload)
+
+
+def field(data: bytes) -> bytes:
+    """One field of a binary COPY row: its length, then its bytes."""
+    return len(data).to_bytes(4, "big", signed=True) + data
+
+
+def binary_array(values: np.ndarray, element_oid: int) -> bytes:
+    """PostgreSQL's binary format of a one-dimensional array without NULLs."""
+    header = np.array([1, 0, element_oid, len(values), 1], ">i4").tobytes()
+    elements = np.empty(len(values), dtype=[("len", ">i4"), ("value", values.dtype)])
+    elements["len"] = values.dtype.itemsize
+    elements["value"] = values
+    return header + elements.tobytes()

@@ -1,23 +1,19 @@
-"""Reads and writes of ``signdb.datasets`` and ``signdb.images``. No commits here."""
+"""Reads and writes of ``signdb.datasets`` and the per-dataset counts. No commits here."""
 
 from __future__ import annotations
 
 import shlex
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import psycopg
 from sqlalchemy import func, select, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
 from signdb.data.preprocess import Preprocessing
-from signdb.data.readers import Sample
 from signdb.data.splits import check_fraction
 from signdb.db.schema import datasets, images
 from signdb.errors import InputError, InvalidArgument, NotFound
-from signdb.store.copy import copy_rows, driver_errors, raw_connection
 
 
 @dataclass(frozen=True)
@@ -129,105 +125,6 @@ def get_or_create_dataset(session: Session, name: str, prep: Preprocessing) -> D
         .on_conflict_do_nothing(index_elements=["name"])
     )
     return check_preprocessing(get_dataset(session, name), prep)
-
-
-# Binary COPY types of: label, pixels, height, width, channels, sha256, source.
-_TYPES = ["int4", "bytea", "int2", "int2", "int2", "text", "text"]
-
-
-def insert_samples(session: Session, dataset: Dataset, samples: Sequence[Sample]) -> int:
-    """COPY a batch into the dataset; images whose pixels are already there are skipped.
-
-    Returns how many rows were added. Identity is the pixels' sha256, so a
-    re-run, or a run after a killed one, adds exactly what is missing. Of
-    identical images within a batch the first (in input order) is kept.
-
-    The fast path asks which identities exist, then COPYs only the new rows
-    straight into ``signdb.images``: one write per image, and none at all on a
-    re-load. A concurrent load may commit the same image in between; the unique
-    index then refuses the COPY, and the batch is redone through a staging
-    table with ``INSERT ... ON CONFLICT DO NOTHING``.
-    """
-    if not samples:
-        return 0
-    _check_shapes(dataset, samples)
-    conn = raw_connection(session)
-    with driver_errors():
-        existing = {
-            sha
-            for (sha,) in conn.execute(
-                "SELECT sha256 FROM signdb.images WHERE dataset_id = %s AND sha256 = ANY(%s)",
-                [dataset.id, [s.sha256 for s in samples]],
-            )
-        }
-        new: dict[str, Sample] = {}
-        for s in samples:
-            if s.sha256 not in existing:
-                new.setdefault(s.sha256, s)
-        if not new:
-            return 0
-        # Sorted by identity: concurrent loaders then take the unique-index
-        # locks in the same order and wait for each other instead of deadlocking.
-        rows = [new[sha] for sha in sorted(new)]
-        conn.execute("SAVEPOINT signdb_copy")
-        try:
-            copy_rows(
-                conn,
-                "COPY signdb.images (dataset_id, label, pixels, height, width, channels, sha256, source) "
-                "FROM STDIN (FORMAT BINARY)",
-                ["int4", *_TYPES],
-                ((dataset.id, *_values(s)) for s in rows),
-            )
-        except psycopg.errors.UniqueViolation:
-            conn.execute("ROLLBACK TO SAVEPOINT signdb_copy")
-            return _insert_via_staging(conn, dataset, rows)
-        conn.execute("RELEASE SAVEPOINT signdb_copy")
-        return len(rows)
-
-
-def _values(s: Sample) -> tuple:
-    return (s.label, s.pixels.tobytes(), *s.pixels.shape, s.sha256, s.source)
-
-
-def _check_shapes(dataset: Dataset, samples: Sequence[Sample]) -> None:
-    shape = (dataset.height, dataset.width, dataset.channels)
-    for s in samples:
-        # The table only checks bytes == h*w*c; a 32x128 image must not pass as 64x64.
-        if s.pixels.shape != shape:
-            raise InputError(
-                f"{s.source}: pixels of shape {s.pixels.shape} do not fit dataset "
-                f"{dataset.name!r}, whose images are {shape}; load with the dataset's options"
-            )
-
-
-def _insert_via_staging(conn: psycopg.Connection, dataset: Dataset, rows: list[Sample]) -> int:
-    """The race-safe path: COPY into a temp table, then move what is still missing."""
-    # A temp table lives as long as the pooled connection, so it is created
-    # once per connection; ON COMMIT empties it, and so does the TRUNCATE for
-    # a strict load, which writes several batches in one transaction.
-    conn.execute(
-        "CREATE TEMP TABLE IF NOT EXISTS signdb_images_staging "
-        "(label int, pixels bytea, height smallint, width smallint, channels smallint, "
-        "sha256 text, source text) ON COMMIT DELETE ROWS"
-    )
-    conn.execute("TRUNCATE signdb_images_staging")
-    copy_rows(
-        conn,
-        "COPY signdb_images_staging (label, pixels, height, width, channels, sha256, source) "
-        "FROM STDIN (FORMAT BINARY)",
-        _TYPES,
-        (_values(s) for s in rows),
-    )
-    # rows are distinct and sorted by sha256; ORDER BY keeps the lock order.
-    cur = conn.execute(
-        "INSERT INTO signdb.images "
-        "(dataset_id, label, pixels, height, width, channels, sha256, source) "
-        "SELECT %s, label, pixels, height, width, channels, sha256, source "
-        "FROM signdb_images_staging ORDER BY sha256 "
-        "ON CONFLICT (dataset_id, sha256) DO NOTHING",
-        [dataset.id],
-    )
-    return cur.rowcount
 
 
 def count_images(session: Session, dataset_id: int) -> int:

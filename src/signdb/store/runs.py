@@ -23,6 +23,8 @@ class Run:
     model: str
     classes: list[int]
     hyperparams: dict[str, Any]
+    trainer: dict[str, Any]
+    engine: str
     seed: int
     test_fraction: float
     status: str  # effective: a running run with a stale heartbeat reads "interrupted"
@@ -48,7 +50,8 @@ class Run:
 
 
 _RUN_COLUMNS = """
-    r.id, r.dataset_id, d.name AS dataset, r.name, r.model, r.classes, r.hyperparams, r.seed,
+    r.id, r.dataset_id, d.name AS dataset, r.name, r.model, r.classes, r.hyperparams,
+    r.trainer, r.engine, r.seed,
     r.test_fraction, signdb.effective_status(r.status, r.heartbeat_at) AS status,
     r.status AS stored_status, r.started_at, r.finished_at, r.heartbeat_at, r.error,
     r.dataset_fingerprint, r.code_version, r.host, r.train_size, r.test_size, r.total_steps,
@@ -64,6 +67,8 @@ def create_run(
     model: str,
     classes: list[int],
     hyperparams: dict[str, Any],
+    trainer: dict[str, Any],
+    engine: str,
     seed: int,
     test_fraction: float,
     code_version: str,
@@ -78,6 +83,8 @@ def create_run(
             model=model,
             classes=classes,
             hyperparams=hyperparams,
+            trainer=trainer,
+            engine=engine,
             seed=seed,
             test_fraction=test_fraction,
             status="running",
@@ -126,6 +133,22 @@ def assign_images(
         )
     )
     return sizes
+
+
+def split_sizes(session: Session, run_id: int) -> dict[str, int]:
+    """Images per split of the run's assignment; every split of the schema is a key."""
+    rows = session.execute(
+        text("SELECT split, count(*) FROM signdb.run_images WHERE run_id = :r GROUP BY split"),
+        {"r": run_id},
+    )
+    return {"train": 0, "test": 0, **dict(rows.all())}
+
+
+def lock_run(session: Session, run_id: int) -> None:
+    """Serialise writers of one run's results: two evaluations at once would collide."""
+    session.execute(
+        text("SELECT 1 FROM signdb.runs WHERE id = :r FOR NO KEY UPDATE"), {"r": run_id}
+    )
 
 
 def get_run(session: Session, run_id: int) -> Run:

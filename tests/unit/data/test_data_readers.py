@@ -348,7 +348,7 @@ def test_not_a_zip(tmp_path):
 
 def test_public_api_is_exactly_all():
     exported = {n for n in dir(signdb.data) if not n.startswith("_")}
-    modules = {"archives", "arrays", "fetch", "labels", "preprocess", "readers", "splits"}
+    modules = {"decoding", "fetch", "formats", "labels", "preprocess", "samples", "splits"}
     assert exported - modules == set(signdb.data.__all__)
     for name in signdb.data.__all__:
         assert getattr(signdb.data, name) is not None

@@ -163,7 +163,7 @@ def test_l2_adds_to_cost_and_shrinks_weights():
     decayed = tiny(augment=False, dropout=0.0, l2=0.5).initialize(X.shape[1:], [0, 1])
     weights = [v for k, v in decayed.params_.items() if k.startswith(("conv", "dense"))]
     expected = 0.5 * 0.5 * sum(float(np.vdot(w, w)) for w in weights if w.ndim > 1)
-    assert decayed.train_step(X, y, 0) - plain.train_step(X, y, 0) == pytest.approx(
+    assert decayed.train_step(X, y, 0).cost - plain.train_step(X, y, 0).cost == pytest.approx(
         expected, rel=1e-4
     )
     # Same gradient step apart from the decay term: the decayed weights end up smaller.

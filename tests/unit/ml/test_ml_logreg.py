@@ -43,7 +43,7 @@ def test_matches_seed_formulas_step_for_step() -> None:
     np.testing.assert_array_equal(model.params_["weight"], np.full(12, 0.01, np.float32))
     assert model.params_["bias"].tolist() == [0.0]
     for step, (cost, w, b) in enumerate(seed_reference(X, y, 0.5, 20)):
-        got = model.train_step(X, (labels == 9).astype(int), step)
+        got = model.train_step(X, (labels == 9).astype(int), step).cost
         assert got == pytest.approx(cost, rel=1e-5), step
         np.testing.assert_allclose(model.params_["weight"], w, rtol=1e-5, atol=1e-7)
         assert model.params_["bias"][0] == pytest.approx(b, rel=1e-5, abs=1e-7)

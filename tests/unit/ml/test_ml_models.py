@@ -165,7 +165,7 @@ def test_huge_inputs_raise_no_floating_point_errors(name: str, hp: dict) -> None
     # Underflow to 0 is the correct answer of exp(-huge), and numpy ignores it by default.
     with np.errstate(over="raise", divide="raise", invalid="raise"), warnings.catch_warnings():
         warnings.simplefilter("error")
-        costs = [m.train_step(X, labels, step) for step in range(5)]
+        costs = [m.train_step(X, labels, step).cost for step in range(5)]
         proba = m.predict_proba(X)
     assert np.all(np.isfinite(costs))
     assert np.all(np.isfinite(proba)) and proba.min() >= 0 and proba.max() <= 1

@@ -1,46 +1,39 @@
-"""Each user-visible job as one transaction-aware unit: load, (train, evaluate, demo elsewhere).
+"""``signdb load``: images from any supported input into a dataset.
 
-A workflow takes an engine, owns its transactions and returns a plain result;
-it never prints. Progress is reported through an optional callback.
+The service takes an engine, owns its transactions and returns a plain
+result; it never prints. Progress is reported through an optional callback.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine
 
+from signdb.data.formats import Input, open_input
 from signdb.data.preprocess import Preprocessing
-from signdb.data.readers import Rejection, Sample, iter_samples
+from signdb.data.samples import Rejection, Sample
 from signdb.db.engine import transaction
 from signdb.errors import InputError, InvalidArgument
+from signdb.results import Result
 from signdb.store import datasets as ds_store
+from signdb.store import images as image_store
 
 LOAD_BATCH = 256
 
 
 @dataclass
-class LoadResult:
+class LoadResult(Result):
+    """What a load did: images added, duplicates skipped, inputs rejected (with reasons)."""
+
     dataset: str
     added: int = 0
     skipped_duplicates: int = 0
     rejected: int = 0
     images: int = 0
     rejections: list[Rejection] = field(default_factory=list)
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "dataset": self.dataset,
-            "added": self.added,
-            "skipped_duplicates": self.skipped_duplicates,
-            "rejected": self.rejected,
-            "images": self.images,
-            "rejections": [{"source": r.source, "reason": r.reason} for r in self.rejections],
-        }
 
 
 def load_dataset(
@@ -54,6 +47,7 @@ def load_dataset(
     batch_size: int = LOAD_BATCH,
     progress: Callable[[int], None] | None = None,
     on_reject: Callable[[Rejection], None] | None = None,
+    on_open: Callable[[Input], None] | None = None,
 ) -> LoadResult:
     """Load images from ``path`` into dataset ``name``.
 
@@ -61,24 +55,31 @@ def load_dataset(
     and a re-run adds exactly the rest (identity is the pixels' sha256).
     Rejected inputs are skipped, counted and passed to ``on_reject``.
     ``strict`` runs in one transaction and aborts, writing nothing, on the
-    first rejected input. ``progress(1)`` is called per input read.
+    first rejected input. ``progress(1)`` is called per input read;
+    ``on_open(input)`` once the input is opened (``input.count()`` sizes a bar).
     """
-    # Checked before iter_samples, which may already unpack a zip.
+    # Checked before the input is opened, which may unpack an archive.
     _preflight(engine, name, prep, batch_size)
-    # closing(): on an error the decoding pool is shut down now, not whenever
-    # the traceback that keeps the generator alive is collected.
-    with closing(iter_samples(path, prep, workers=workers)) as stream:
-        return load_samples(
-            engine,
-            stream,
-            name,
-            prep,
-            strict=strict,
-            batch_size=batch_size,
-            progress=progress,
-            on_reject=on_reject,
-            origin=str(path),
-        )
+    with open_input(path) as src:
+        if on_open is not None:
+            on_open(src)
+        stream = src.samples(prep, workers=workers)
+        try:
+            return load_samples(
+                engine,
+                stream,
+                name,
+                prep,
+                strict=strict,
+                batch_size=batch_size,
+                progress=progress,
+                on_reject=on_reject,
+                origin=str(path),
+            )
+        finally:
+            # On an error the decoding pool is shut down now, not whenever the
+            # traceback that keeps the generator alive is collected.
+            stream.close()
 
 
 def load_samples(
@@ -112,7 +113,7 @@ def load_samples(
         raise InputError(
             f"nothing was loaded from {origin}: {result.rejected} input(s) rejected{detail}"
         )
-    with transaction(engine) as session:
+    with transaction(engine, "counting images") as session:
         result.images = ds_store.count_images(session, ds_store.get_dataset(session, name).id)
     return result
 
@@ -122,7 +123,7 @@ def _preflight(engine: Engine, name: str, prep: Preprocessing, batch_size: int) 
     prep.validate()
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise InvalidArgument(f"batch size must be a positive integer, got {batch_size!r}")
-    with transaction(engine) as session:
+    with transaction(engine, "looking up the dataset") as session:
         # Fail on mismatched preprocessing before decoding a single file.
         existing = ds_store.find_dataset(session, name)
         if existing is not None:
@@ -170,23 +171,21 @@ def _write_batch_per_transaction(
 ) -> None:
     dataset = None
     for batch in batches:
-        with transaction(engine) as session:
+        with transaction(engine, "writing images") as session:
             # A batch need not wait for its commit to reach the disk: a server
             # crash can lose at most the last few batches, and the re-run that
             # any interruption calls for adds them back. The barrier below makes
             # everything durable before the load reports success.
-            session.execute(text("SET LOCAL synchronous_commit = off"))
+            image_store.commit_asynchronously(session)
             # Created with the first batch, so a load that rejects everything
             # leaves no empty dataset behind.
             dataset = dataset or ds_store.get_or_create_dataset(session, name, prep)
-            added = ds_store.insert_samples(session, dataset, batch)
+            added = image_store.insert_samples(session, dataset, batch)
         result.added += added
         result.skipped_duplicates += len(batch) - added
     if dataset is not None:
-        with transaction(engine) as session:
-            # Committing a transaction that has an id, synchronously, flushes
-            # the WAL up to here: every earlier asynchronous commit included.
-            session.execute(text("SELECT pg_current_xact_id()"))
+        with transaction(engine, "making the load durable") as session:
+            image_store.durability_barrier(session)
 
 
 def _write_in_one_transaction(
@@ -196,10 +195,10 @@ def _write_in_one_transaction(
     prep: Preprocessing,
     result: LoadResult,
 ) -> None:
-    with transaction(engine) as session:
+    with transaction(engine, "writing images") as session:
         dataset = None
         for batch in batches:
             dataset = dataset or ds_store.get_or_create_dataset(session, name, prep)
-            added = ds_store.insert_samples(session, dataset, batch)
+            added = image_store.insert_samples(session, dataset, batch)
             result.added += added
             result.skipped_duplicates += len(batch) - added

@@ -1,4 +1,9 @@
-"""Zip archives, extracted safely: nothing lands outside the target folder."""
+"""Archives, extracted safely: nothing lands outside the target folder.
+
+An archive wraps any input format: :func:`signdb.data.formats.resolve` unpacks
+it into a temporary folder and detects the format inside, naming files as
+``archive.zip:member/path``.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +13,17 @@ import zipfile
 from pathlib import Path
 
 from signdb.errors import InputError, UnsafeArchive
+
+ARCHIVE_SUFFIXES = (".zip",)
+
+
+def is_archive(path: Path) -> bool:
+    return path.is_file() and path.name.lower().endswith(ARCHIVE_SUFFIXES)
+
+
+def safe_extract(path: Path, dest: Path) -> None:
+    """Unpack the archive ``path`` into ``dest`` (see :func:`safe_extract_zip`)."""
+    safe_extract_zip(path, dest)
 
 
 def safe_extract_zip(zip_path: str | Path, dest: str | Path) -> None:

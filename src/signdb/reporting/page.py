@@ -1,0 +1,97 @@
+"""The report's HTML: one self-contained page, every image inline, no network, no sibling files.
+
+Each figure sits in a frame with its own colour (``data-frame``), which lets a
+browser test find every figure in a screenshot.
+"""
+
+from __future__ import annotations
+
+import html
+from pathlib import Path
+from typing import Any
+
+from signdb.reporting.figures import SPLIT, fmt
+
+#: Frame colours of the figures; unusual enough that no plot draws them.
+FRAMES = {
+    "learning": "#ff00ff",
+    "confusion": "#00ffff",
+    "pr": "#ffff00",
+    "roc": "#00ff00",
+    "gallery": "#ff8000",
+}
+
+_CSS = """
+body { font-family: sans-serif; margin: 16px; color: #222; background: #fff; }
+h1 { font-size: 22px; margin: 0 0 4px; }
+h2 { font-size: 15px; margin: 0 0 6px; }
+.grid { display: grid; grid-template-columns: 620px 620px; gap: 12px; }
+.figure { border: 4px solid; padding: 4px; }
+.wide { grid-column: 1 / span 2; }
+.gallery { display: flex; flex-wrap: wrap; gap: 6px; }
+.gallery figure { margin: 0; width: 96px; font-size: 10px; overflow-wrap: anywhere; }
+.gallery img { width: 96px; height: 96px; image-rendering: pixelated; display: block; }
+table { border-collapse: collapse; font-size: 12px; margin-top: 12px; }
+td, th { border: 1px solid #ccc; padding: 2px 6px; text-align: left; vertical-align: top; }
+.caption { font-size: 12px; color: #555; }
+"""
+
+
+def frame(key: str, title: str, body: str, *, wide: bool = False) -> str:
+    colour = FRAMES[key]
+    classes = "figure wide" if wide else "figure"
+    return (
+        f'<section class="{classes}" id="fig-{key}" data-frame="{colour}" '
+        f'style="border-color:{colour}"><h2>{html.escape(title)}</h2>{body}</section>'
+    )
+
+
+def img(src: str, alt: str) -> str:
+    return f'<img src="{src}" alt="{html.escape(alt)}" width="600" height="450">'
+
+
+def gallery(tiles: list[dict[str, Any]], total_wrong: int) -> str:
+    """The misclassified images: ``tiles`` carry a thumbnail ``src`` and their prediction."""
+    if not tiles:
+        return '<p class="wide">No misclassified test images.</p>'
+    figures = "".join(
+        f'<figure><img src="{t["src"]}" alt="image {t["image_id"]}"><figcaption>true '
+        f"{t['label']} &rarr; {t['predicted']} (p={t['probability']:.2f})<br>"
+        f"{html.escape(Path(t['source']).name)}</figcaption></figure>"
+        for t in tiles
+    )
+    body = (
+        f'<p class="caption">{len(tiles)} of {total_wrong} misclassified {SPLIT} images, '
+        f'most confident first.</p><div class="gallery">{figures}</div>'
+    )
+    return frame("gallery", "Misclassified test images", body, wide=True)
+
+
+def page(title: str, caption: str, figures: list[str], facts: dict[str, Any]) -> str:
+    table = "".join(
+        f"<tr><th>{html.escape(k)}</th><td>{html.escape(fmt(v))}</td></tr>"
+        for k, v in facts.items()
+    )
+    return (
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        f"<title>{html.escape(title)}</title><style>{_CSS}</style></head><body>"
+        f"<h1>{html.escape(title)}</h1>"
+        f'<p class="caption">{caption}</p>'
+        f'<div class="grid">{"".join(figures)}</div>'
+        f"<h2>Run and hyperparameters</h2><table>{table}</table></body></html>\n"
+    )
+
+
+def write_page(out_dir: str | Path, text: str) -> Path:
+    from signdb.errors import InvalidArgument
+
+    out = Path(out_dir)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        path = out / "index.html"
+        path.write_text(text, encoding="utf-8")
+    except OSError as e:
+        raise InvalidArgument(
+            f"cannot write the report into {out}: {e.strerror}; choose another --out folder"
+        ) from None
+    return path.resolve()

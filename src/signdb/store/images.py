@@ -1,0 +1,195 @@
+"""Writes of ``signdb.images`` and the one streaming read of a run's images. No commits here."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import psycopg
+from sqlalchemy import text
+from sqlalchemy.orm import Session
+
+from signdb.data.samples import Sample
+from signdb.errors import InputError
+from signdb.store.copy import copy_rows, raw_connection
+from signdb.store.datasets import Dataset
+
+# Binary COPY types of: label, pixels, height, width, channels, sha256, source.
+_TYPES = ["int4", "bytea", "int2", "int2", "int2", "text", "text"]
+
+
+def insert_samples(session: Session, dataset: Dataset, samples: Sequence[Sample]) -> int:
+    """COPY a batch into the dataset; images whose pixels are already there are skipped.
+
+    Returns how many rows were added. Identity is the pixels' sha256, so a
+    re-run, or a run after a killed one, adds exactly what is missing. Of
+    identical images within a batch the first (in input order) is kept.
+
+    The fast path asks which identities exist, then COPYs only the new rows
+    straight into ``signdb.images``: one write per image, and none at all on a
+    re-load. A concurrent load may commit the same image in between; the unique
+    index then refuses the COPY, and the batch is redone through a staging
+    table with ``INSERT ... ON CONFLICT DO NOTHING``.
+    """
+    if not samples:
+        return 0
+    _check_shapes(dataset, samples)
+    conn = raw_connection(session)
+    existing = {
+        sha
+        for (sha,) in conn.execute(
+            "SELECT sha256 FROM signdb.images WHERE dataset_id = %s AND sha256 = ANY(%s)",
+            [dataset.id, [s.sha256 for s in samples]],
+        )
+    }
+    new: dict[str, Sample] = {}
+    for s in samples:
+        if s.sha256 not in existing:
+            new.setdefault(s.sha256, s)
+    if not new:
+        return 0
+    # Sorted by identity: concurrent loaders then take the unique-index
+    # locks in the same order and wait for each other instead of deadlocking.
+    rows = [new[sha] for sha in sorted(new)]
+    conn.execute("SAVEPOINT signdb_copy")
+    try:
+        copy_rows(
+            conn,
+            "COPY signdb.images (dataset_id, label, pixels, height, width, channels, sha256, source) "
+            "FROM STDIN (FORMAT BINARY)",
+            ["int4", *_TYPES],
+            ((dataset.id, *_values(s)) for s in rows),
+        )
+    except psycopg.errors.UniqueViolation:
+        conn.execute("ROLLBACK TO SAVEPOINT signdb_copy")
+        return _insert_via_staging(conn, dataset, rows)
+    conn.execute("RELEASE SAVEPOINT signdb_copy")
+    return len(rows)
+
+
+def _values(s: Sample) -> tuple:
+    return (s.label, s.pixels.tobytes(), *s.pixels.shape, s.sha256, s.source)
+
+
+def _check_shapes(dataset: Dataset, samples: Sequence[Sample]) -> None:
+    shape = (dataset.height, dataset.width, dataset.channels)
+    for s in samples:
+        # The table only checks bytes == h*w*c; a 32x128 image must not pass as 64x64.
+        if s.pixels.shape != shape:
+            raise InputError(
+                f"{s.source}: pixels of shape {s.pixels.shape} do not fit dataset "
+                f"{dataset.name!r}, whose images are {shape}; load with the dataset's options"
+            )
+
+
+def _insert_via_staging(conn: psycopg.Connection, dataset: Dataset, rows: list[Sample]) -> int:
+    """The race-safe path: COPY into a temp table, then move what is still missing."""
+    # A temp table lives as long as the pooled connection, so it is created
+    # once per connection; ON COMMIT empties it, and so does the TRUNCATE for
+    # a strict load, which writes several batches in one transaction.
+    conn.execute(
+        "CREATE TEMP TABLE IF NOT EXISTS signdb_images_staging "
+        "(label int, pixels bytea, height smallint, width smallint, channels smallint, "
+        "sha256 text, source text) ON COMMIT DELETE ROWS"
+    )
+    conn.execute("TRUNCATE signdb_images_staging")
+    copy_rows(
+        conn,
+        "COPY signdb_images_staging (label, pixels, height, width, channels, sha256, source) "
+        "FROM STDIN (FORMAT BINARY)",
+        _TYPES,
+        (_values(s) for s in rows),
+    )
+    # rows are distinct and sorted by sha256; ORDER BY keeps the lock order.
+    cur = conn.execute(
+        "INSERT INTO signdb.images "
+        "(dataset_id, label, pixels, height, width, channels, sha256, source) "
+        "SELECT %s, label, pixels, height, width, channels, sha256, source "
+        "FROM signdb_images_staging ORDER BY sha256 "
+        "ON CONFLICT (dataset_id, sha256) DO NOTHING",
+        [dataset.id],
+    )
+    return cur.rowcount
+
+
+@dataclass(frozen=True)
+class ImageChunk:
+    """Consecutive rows of a run's images, as numpy arrays."""
+
+    ids: np.ndarray  # int64
+    splits: list[str]
+    labels: np.ndarray  # int64, the true labels
+    sha256: list[str]
+    pixels: np.ndarray  # uint8 (n, h, w, c)
+
+
+_RUN_IMAGES = (
+    "SELECT i.id, ri.split, i.label, i.sha256, i.pixels FROM signdb.run_images ri "
+    "JOIN signdb.images i ON i.id = ri.image_id "
+    "WHERE ri.run_id = :run AND ri.split = ANY(:splits) "
+)
+_BY_ID = text(_RUN_IMAGES + "ORDER BY i.id OFFSET :offset")
+# The shuffled order of one epoch; order_key() is its Python twin for cached data.
+_SHUFFLED = text(
+    _RUN_IMAGES
+    + "ORDER BY md5(i.sha256 || ':' || CAST(:seed AS text) || ':' || CAST(:epoch AS text)), i.id "
+    "OFFSET :offset"
+)
+
+
+def stream_run_images(
+    session: Session,
+    run_id: int,
+    splits: Sequence[str],
+    shape: tuple[int, int, int],
+    *,
+    chunk: int,
+    shuffle: tuple[int, int] | None = None,
+    offset: int = 0,
+) -> Iterator[ImageChunk]:
+    """A run's images of ``splits``, ``chunk`` rows at a time, through a server-side cursor.
+
+    In id order, or with ``shuffle=(seed, epoch)`` in that epoch's shuffled
+    order; ``offset`` skips rows already read (a reader resuming after a lost
+    connection). The one read that training, evaluation and the API share.
+    """
+    query = _BY_ID if shuffle is None else _SHUFFLED
+    seed, epoch = shuffle or (0, 0)
+    params = {"run": run_id, "splits": list(splits), "seed": seed, "epoch": epoch, "offset": offset}
+    result = session.execute(
+        query, params, execution_options={"stream_results": True, "yield_per": chunk}
+    )
+    for rows in result.partitions(chunk):
+        n = len(rows)
+        pixels = np.frombuffer(b"".join(r[4] for r in rows), dtype=np.uint8)
+        yield ImageChunk(
+            ids=np.fromiter((r[0] for r in rows), dtype=np.int64, count=n),
+            splits=[r[1] for r in rows],
+            labels=np.fromiter((r[2] for r in rows), dtype=np.int64, count=n),
+            sha256=[r[3] for r in rows],
+            pixels=pixels.reshape(n, *shape),
+        )
+
+
+def image_pixels(session: Session, image_ids: Sequence[int]) -> dict[int, tuple]:
+    """``{id: (pixels, height, width, channels, source)}`` for a few images (report galleries)."""
+    rows = session.execute(
+        text(
+            "SELECT id, pixels, height, width, channels, source FROM signdb.images "
+            "WHERE id = ANY(:ids)"
+        ),
+        {"ids": list(image_ids)},
+    )
+    return {r[0]: tuple(r[1:]) for r in rows}
+
+
+def commit_asynchronously(session: Session) -> None:
+    """This transaction's commit need not wait for the WAL flush (see the loader)."""
+    session.execute(text("SET LOCAL synchronous_commit = off"))
+
+
+def durability_barrier(session: Session) -> None:
+    """Give the transaction an id, so its synchronous commit flushes the WAL to here,
+    every earlier asynchronous commit included."""
+    session.execute(text("SELECT pg_current_xact_id()"))

@@ -1,0 +1,22 @@
+"""Tracking: a run's life in PostgreSQL, shared by the built-in trainer and people's own code."""
+
+from signdb.tracking.data import RunData, order_key
+from signdb.tracking.listing import list_runs, show_run
+from signdb.tracking.logger import Heartbeat, MetricLogger
+from signdb.tracking.provenance import code_version
+from signdb.tracking.run import Run
+from signdb.tracking.start import reopen_run, resolve_classes, start_run
+
+__all__ = [
+    "Heartbeat",
+    "MetricLogger",
+    "Run",
+    "RunData",
+    "code_version",
+    "list_runs",
+    "order_key",
+    "reopen_run",
+    "resolve_classes",
+    "show_run",
+    "start_run",
+]

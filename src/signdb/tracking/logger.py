@@ -1,0 +1,141 @@
+"""Buffered metric points and the heartbeat: the two things a run writes while it trains."""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections import defaultdict
+from numbers import Real
+
+import numpy as np
+from sqlalchemy import Engine
+
+from signdb.db.engine import retrying, transaction
+from signdb.errors import InvalidArgument
+from signdb.store import metrics as metric_store
+from signdb.store import runs as run_store
+
+HEARTBEAT_SECONDS = 5.0
+#: How long writes keep retrying while the server is away (a restart, a failover).
+RETRY_SECONDS = 60.0
+
+
+def check_metric(name: object, value: object) -> float:
+    """A metric's value as a float; a clear error for a bad name or a non-finite value."""
+    if not isinstance(name, str) or not name or "\x00" in name:
+        raise InvalidArgument(f"metric names are non-empty text, got {name!r}")
+    if isinstance(value, bool) or not isinstance(value, (Real, np.number)):
+        raise InvalidArgument(
+            f"metric {name!r} must be a number, got {type(value).__name__} {value!r}"
+        )
+    v = float(value)
+    if not math.isfinite(v):
+        raise InvalidArgument(f"metric {name!r} is {v}; log finite numbers only")
+    return v
+
+
+class MetricLogger:
+    """Buffers metric points and writes them with one binary COPY per flush.
+
+    A flush that fails because the server is away is retried for
+    ``retry_seconds``; the buffer is kept until a write succeeds, so no point
+    is lost. Safe to use from several threads.
+    """
+
+    def __init__(
+        self,
+        engine: Engine,
+        run_id: int,
+        *,
+        max_rows: int = 50_000,
+        max_seconds: float = 5.0,
+        retry_seconds: float = RETRY_SECONDS,
+    ) -> None:
+        self.engine = engine
+        self.run_id = run_id
+        self.max_rows = max_rows
+        self.max_seconds = max_seconds
+        self.retry_seconds = retry_seconds
+        self._steps: dict[str, list[int]] = defaultdict(list)
+        self._values: dict[str, list[float]] = defaultdict(list)
+        self._pending = 0
+        self._last_flush = time.monotonic()
+        self._lock = threading.Lock()
+        self.written = 0
+
+    def log(self, step: int, name: str, value: float) -> None:
+        with self._lock:
+            self._steps[name].append(step)
+            self._values[name].append(value)
+            self._pending += 1
+            due = self._pending >= self.max_rows
+        if due or time.monotonic() - self._last_flush > self.max_seconds:
+            self.flush()
+
+    def log_series(self, name: str, steps: np.ndarray, values: np.ndarray) -> None:
+        """Many points of one metric at once (used by bulk importers and benchmarks)."""
+        with self._lock:
+            self._steps[name].extend(np.asarray(steps, dtype=np.int64).tolist())
+            self._values[name].extend(np.asarray(values, dtype=np.float64).tolist())
+            self._pending += len(steps)
+            due = self._pending >= self.max_rows
+        if due:
+            self.flush()
+
+    @property
+    def pending(self) -> int:
+        return self._pending
+
+    def flush(self) -> None:
+        with self._lock:
+            if self._pending:
+                series = {
+                    name: (
+                        np.asarray(self._steps[name], dtype=np.int32),
+                        np.asarray(self._values[name]),
+                    )
+                    for name in self._steps
+                }
+                self.written += retrying(lambda: self._write(series), seconds=self.retry_seconds)
+                self._steps.clear()
+                self._values.clear()
+                self._pending = 0
+            self._last_flush = time.monotonic()
+
+    def _write(self, series: metric_store.Series) -> int:
+        with transaction(self.engine, f"writing metrics of run {self.run_id}") as session:
+            return metric_store.copy_metrics(session, self.run_id, series)
+
+
+class Heartbeat:
+    """Touches ``runs.heartbeat_at`` from a daemon thread while the run is open.
+
+    A beat that fails (the server restarting) is simply tried again at the
+    next interval; the run's own writes are what surface a lost database.
+    """
+
+    def __init__(self, engine: Engine, run_id: int, interval: float = HEARTBEAT_SECONDS) -> None:
+        self.engine = engine
+        self.run_id = run_id
+        self.interval = interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(
+            target=self._beat, name=f"signdb-heartbeat-{run_id}", daemon=True
+        )
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=self.interval + 5)
+
+    def _beat(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                with transaction(self.engine, "sending a heartbeat") as session:
+                    run_store.heartbeat(session, self.run_id)
+            except Exception:  # noqa: BLE001 - a missed beat must not kill training
+                continue

@@ -1,0 +1,264 @@
+"""A run's life in PostgreSQL: open, log, checkpoint, and end as succeeded, failed or interrupted.
+
+:class:`Run` is what the built-in trainer and people's own training code both
+write through. Entering it starts a heartbeat and (in the main thread) takes
+over SIGINT and SIGTERM; leaving it stores the outcome:
+
+* a normal exit: ``succeeded``;
+* an exception: ``failed``, with the error's text, and the exception propagates;
+* SIGINT or SIGTERM: ``interrupted``. By default the signal raises
+  :class:`~signdb.errors.RunInterrupted` where the code is; the built-in trainer
+  instead asks for a flag (``signals="flag"``) that it checks between steps, so
+  it can checkpoint first.
+
+Every write commits on its own short transaction, so what a run has reported
+survives the process being killed, and writes are retried with backoff while
+the server is away (:func:`signdb.db.engine.retrying`).
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any, TypeVar
+
+import numpy as np
+from sqlalchemy import Engine
+
+from signdb.db.engine import retrying, transaction
+from signdb.errors import InvalidArgument, RunClosed, RunInterrupted, SignDBError
+from signdb.store import runs as run_store
+from signdb.store import weights as weight_store
+from signdb.tracking.data import RunData
+from signdb.tracking.logger import RETRY_SECONDS, Heartbeat, MetricLogger, check_metric
+
+T = TypeVar("T")
+_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+class Run:
+    """One run, open for logging. Use it as a context manager."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        record: run_store.Run,
+        shape: tuple[int, int, int],
+        *,
+        cache: str = "auto",
+        signals: str = "raise",
+        resume_hint: str | None = None,  # "{run_id}" is replaced by the run's id
+        retry_seconds: float = RETRY_SECONDS,
+        heartbeat_seconds: float | None = None,
+    ) -> None:
+        if signals not in ("raise", "flag"):
+            raise InvalidArgument(f"signals must be 'raise' or 'flag', got {signals!r}")
+        self.engine = engine
+        self.record = record
+        self.id = record.id
+        #: Labels in probability-column order (ascending).
+        self.classes: list[int] = sorted(record.classes)
+        self.data = RunData(engine, record.id, shape, self.classes, record.seed, cache)
+        self.metrics = MetricLogger(engine, record.id, retry_seconds=retry_seconds)
+        self.retry_seconds = retry_seconds
+        self._signals = signals
+        self._resume_hint = resume_hint
+        self._heartbeat = Heartbeat(engine, record.id, **_interval(heartbeat_seconds))
+        self._previous_handlers: dict[int, Any] = {}
+        self._stop_signal: int | None = None
+        self._status: str | None = None  # set once the run has ended
+        self._entered = False
+
+    # -- lifecycle -------------------------------------------------------------------
+    def __enter__(self) -> Run:
+        self._check_open()
+        if self._entered:
+            raise InvalidArgument(f"run {self.id} is already open; use it in one `with` block")
+        self._entered = True
+        self._heartbeat.start()
+        if threading.current_thread() is threading.main_thread():
+            for sig in _SIGNALS:
+                self._previous_handlers[sig] = signal.signal(sig, self._on_signal)
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: Any
+    ) -> bool:
+        for sig, old in self._previous_handlers.items():
+            signal.signal(sig, old)
+        self._previous_handlers.clear()
+        self._heartbeat.stop()
+        if self._status is not None:
+            return False
+        if exc is None:
+            self._end("succeeded")
+        elif isinstance(exc, (RunInterrupted, KeyboardInterrupt)):
+            self._end("interrupted", self._interrupted_message())
+        else:
+            self._end_failed(exc)
+        return False  # exceptions propagate
+
+    def _on_signal(self, signum: int, _frame: object) -> None:
+        self._stop_signal = signum
+        if self._signals == "raise":
+            raise RunInterrupted(self._interrupted_message())
+
+    @property
+    def stop_requested(self) -> bool:
+        """True once SIGINT or SIGTERM arrived (with ``signals="flag"``)."""
+        return self._stop_signal is not None
+
+    @property
+    def status(self) -> str:
+        return self._status or "running"
+
+    def _interrupted_message(self) -> str:
+        name = signal.Signals(self._stop_signal).name if self._stop_signal else "a signal"
+        message = f"run {self.id} interrupted by {name}"
+        if not self._resume_hint:
+            return message
+        return f"{message}; {self._resume_hint.format(run_id=self.id)}"
+
+    def _check_open(self) -> None:
+        if self._status is not None:
+            raise RunClosed(
+                f"run {self.id} has ended ({self._status}); start a new run to log more"
+            )
+
+    # -- writing ---------------------------------------------------------------------
+    def _write(self, doing: str, fn: Callable[[Any], T]) -> T:
+        """``fn(session)`` in one transaction, retried while the server is away."""
+
+        def attempt() -> T:
+            with transaction(self.engine, f"{doing} of run {self.id}") as session:
+                return fn(session)
+
+        return retrying(attempt, seconds=self.retry_seconds)
+
+    def log(self, step: int, **metrics: float) -> None:
+        """Record ``metrics`` at ``step``; buffered and written with binary COPY."""
+        self._check_open()
+        step = _check_step(step)
+        for name, value in metrics.items():
+            self.metrics.log(step, name, check_metric(name, value))
+
+    def log_metric(self, key: str, value: float, step: int) -> None:
+        """MLflow's spelling of :meth:`log`."""
+        self.log(step, **{key: value})
+
+    def save_weights(
+        self, step: int, tensors: Mapping[str, np.ndarray], *, final: bool = False
+    ) -> None:
+        """Store ``tensors`` (name -> array) as the checkpoint at ``step``, replacing any there."""
+        self._check_open()
+        step = _check_step(step)
+        arrays = _check_tensors(tensors)
+        self.metrics.flush()  # a checkpoint never claims progress whose metrics were lost
+        self._write(
+            "saving weights",
+            lambda s: weight_store.save_tensors(s, self.id, step, arrays, final=final),
+        )
+
+    def checkpoint(
+        self, step: int, tensors: Mapping[str, np.ndarray], *, final: bool, total_steps: int
+    ) -> None:
+        """The built-in trainer's checkpoint: weights and progress in one transaction."""
+        self._check_open()
+        self.metrics.flush()
+
+        def write(session: Any) -> None:
+            weight_store.save_tensors(session, self.id, step, tensors, final=final)
+            run_store.record_progress(session, self.id, steps_done=step, total_steps=total_steps)
+
+        self._write("writing a checkpoint", write)
+
+    def record_progress(self, steps_done: int, total_steps: int | None = None) -> None:
+        self._write(
+            "recording progress",
+            lambda s: run_store.record_progress(
+                s, self.id, steps_done=steps_done, total_steps=total_steps
+            ),
+        )
+
+    def record_accuracy(self, *, train: float | None, test: float | None) -> None:
+        """The headline accuracies ``run_summary`` shows for a built-in run."""
+        self._write(
+            "recording accuracy",
+            lambda s: run_store.record_accuracy(s, self.id, train=train, test=test),
+        )
+
+    # -- reading ---------------------------------------------------------------------
+    def batches(
+        self, split: str, batch_size: int | None = 64, *, shuffle: bool = True, epoch: int = 0
+    ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """(X float32 NHWC in [0, 1], y class indices) batches covering ``split`` once."""
+        self._check_open()
+        return self.data.batches(_check_split(split), batch_size, shuffle=shuffle, epoch=epoch)
+
+    def arrays(self, split: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The whole ``split`` in id order: (X float32 NHWC, y class indices, image ids)."""
+        self._check_open()
+        from signdb.ml.base import pixels_to_float
+
+        arrays = self.data.split(_check_split(split))
+        return pixels_to_float(arrays.pixels), self.data.index(arrays.labels), arrays.ids
+
+    # -- ending ----------------------------------------------------------------------
+    def _end(self, status: str, error: str | None = None) -> None:
+        try:
+            self.metrics.flush()
+        except Exception as flush_error:  # noqa: BLE001 - the outcome matters more
+            status, error = "failed", f"{error or ''} metrics were lost: {flush_error}".strip()
+        self._write(
+            f"marking it {status}",
+            lambda s: run_store.set_status(s, self.id, status, error=error),
+        )
+        self._status = status
+
+    def _end_failed(self, exc: BaseException) -> None:
+        """Best effort: the original error matters more than a failure to record it."""
+        message = str(exc) if isinstance(exc, SignDBError) else f"{type(exc).__name__}: {exc}"
+        try:
+            self.metrics.flush()
+        except Exception as flush_error:  # noqa: BLE001
+            message += f" (and {self.metrics.pending} metric points were lost: {flush_error})"
+        for attempt in range(3):
+            try:
+                with transaction(self.engine, f"marking run {self.id} failed") as session:
+                    run_store.set_status(session, self.id, "failed", error=message[:10_000])
+                break
+            except Exception:  # noqa: BLE001 - the database may be restarting; retry briefly
+                time.sleep(1.0 * (attempt + 1))
+        self._status = "failed"
+
+
+def _interval(seconds: float | None) -> dict[str, float]:
+    return {} if seconds is None else {"interval": seconds}
+
+
+def _check_step(step: object) -> int:
+    if isinstance(step, bool) or not isinstance(step, (int, np.integer)) or not 0 <= step < 2**31:
+        raise InvalidArgument(f"step must be an integer from 0 to {2**31 - 1}, got {step!r}")
+    return int(step)
+
+
+def _check_split(split: str) -> str:
+    if split not in ("train", "test"):
+        raise InvalidArgument(f"split must be train or test, got {split!r}")
+    return split
+
+
+def _check_tensors(tensors: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    if not isinstance(tensors, Mapping) or not tensors:
+        raise InvalidArgument("save_weights needs a non-empty mapping of name -> array")
+    out = {}
+    for name, value in tensors.items():
+        if not isinstance(name, str) or not name:
+            raise InvalidArgument(f"tensor names are non-empty text, got {name!r}")
+        arr = np.asarray(value)
+        if arr.dtype.kind not in "fiub":
+            raise InvalidArgument(f"tensor {name!r} has dtype {arr.dtype}; store numeric arrays")
+        out[name] = arr
+    return out

@@ -1,0 +1,17 @@
+"""Training: the built-in models on the tracking path, and their stored results."""
+
+from signdb.training.loop import CHECKPOINT_SECONDS, accuracy, train_loop
+from signdb.training.service import TrainResult, load_model, resume, train
+from signdb.training.spec import TrainerSettings, TrainSpec
+
+__all__ = [
+    "CHECKPOINT_SECONDS",
+    "TrainResult",
+    "TrainSpec",
+    "TrainerSettings",
+    "accuracy",
+    "load_model",
+    "resume",
+    "train",
+    "train_loop",
+]

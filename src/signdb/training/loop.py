@@ -1,0 +1,127 @@
+"""The built-in training loop, written on :class:`signdb.tracking.Run` like anyone's own code.
+
+One :meth:`~signdb.ml.base.Classifier.train_step` per batch. Metrics are
+logged per step (``cost``, ``train_accuracy``) and every ``eval_every`` steps
+(``test_accuracy``); checkpoints, with the optimizer state, every
+``checkpoint_every`` steps. A run resumed at a checkpoint skips the batches
+it already trained on, so it ends with the weights an uninterrupted run has.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from signdb.errors import RunInterrupted, SignDBError, TrainingError
+from signdb.ml.base import Classifier
+from signdb.tracking import Run, RunData
+from signdb.training.spec import TrainerSettings
+
+#: The default checkpoint schedule also waits this long between checkpoints,
+#: so short steps do not spend their time writing weights.
+CHECKPOINT_SECONDS = 10.0
+
+Progress = Callable[[int, int, float], None]  # (step, total_steps, cost)
+
+
+@dataclass(frozen=True)
+class LoopOutcome:
+    steps: int
+    final_cost: float | None
+    train_accuracy: float | None
+    test_accuracy: float | None
+
+
+def accuracy(model: Classifier, data: RunData, split: str) -> float | None:
+    correct = total = 0
+    for X, y in data.chunks(split):
+        correct += int(np.count_nonzero(np.argmax(model.predict_proba(X), axis=1) == y))
+        total += len(y)
+    return correct / total if total else None
+
+
+def train_loop(
+    run: Run,
+    model: Classifier,
+    settings: TrainerSettings,
+    *,
+    start_step: int = 0,
+    progress: Progress | None = None,
+) -> LoopOutcome:
+    """Train ``model`` on ``run``'s train split from ``start_step`` to the end.
+
+    Raises :class:`RunInterrupted` after a checkpoint when the run was asked
+    to stop, and :class:`TrainingError` naming the step for any other failure.
+    """
+    try:
+        return _loop(run, model, settings, start_step, progress)
+    except SignDBError:
+        raise
+    except Exception as e:  # a bug or a numeric failure outside a step: still name the run
+        raise TrainingError(f"run {run.id} failed: {type(e).__name__}: {e}") from e
+
+
+def _loop(
+    run: Run,
+    model: Classifier,
+    settings: TrainerSettings,
+    start_step: int,
+    progress: Progress | None,
+) -> LoopOutcome:
+    data = run.data
+    batch_size = None if model.full_batch else model.batch_size
+    per_epoch = data.steps_per_epoch(batch_size)
+    total = model.iterations * per_epoch
+    eval_every = settings.eval_every or max(1, total // 20)
+    checkpoint_every = settings.checkpoint_every or max(1, total // 10)
+    step = start_step
+    cost = math.nan
+    last_checkpoint = time.monotonic()
+    if step == 0:
+        run.record_progress(0, total)
+    for epoch in range(step // per_epoch, model.iterations):
+        skip = step - epoch * per_epoch  # resuming mid-epoch
+        for i, (X, y) in enumerate(data.batches("train", batch_size, shuffle=True, epoch=epoch)):
+            if i < skip:
+                continue
+            if step % eval_every == 0:
+                run.log(step, test_accuracy=accuracy(model, data, "test"))
+            try:
+                result = model.train_step(X, y, step)
+            except SignDBError:
+                raise
+            except Exception as e:
+                raise TrainingError(
+                    f"run {run.id} failed at step {step}: {type(e).__name__}: {e}"
+                ) from e
+            cost = result.cost
+            if result.correct is None:
+                run.log(step, cost=cost)
+            else:
+                run.log(step, cost=cost, train_accuracy=result.correct / len(y))
+            step += 1
+            if progress:
+                progress(step, total, cost)
+            if run.stop_requested:
+                run.checkpoint(step, model.state_dict(), final=False, total_steps=total)
+                raise RunInterrupted(
+                    f"run {run.id} interrupted at step {step} of {total}; "
+                    f"resume with `signdb train --resume {run.id}`"
+                )
+            due = step % checkpoint_every == 0 and step < total
+            if due and (
+                settings.checkpoint_every
+                or time.monotonic() - last_checkpoint >= CHECKPOINT_SECONDS
+            ):
+                run.checkpoint(step, model.state_dict(), final=False, total_steps=total)
+                last_checkpoint = time.monotonic()
+    train_acc = accuracy(model, data, "train")
+    test_acc = accuracy(model, data, "test")
+    run.log(total, test_accuracy=test_acc)
+    run.checkpoint(total, model.state_dict(), final=True, total_steps=total)
+    run.record_accuracy(train=train_acc, test=test_acc)
+    return LoopOutcome(total, cost, train_acc, test_acc)

@@ -1,0 +1,115 @@
+"""``signdb train``: train, resume, and rebuild a trained model from the database."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import Engine
+
+from signdb.db.engine import transaction
+from signdb.errors import InvalidArgument
+from signdb.ml import build_model
+from signdb.ml.base import Classifier
+from signdb.results import Result
+from signdb.store import datasets as ds_store
+from signdb.store import runs as run_store
+from signdb.store import weights as weight_store
+from signdb.tracking import Run, reopen_run, resolve_classes, start_run
+from signdb.training.loop import LoopOutcome, Progress, train_loop
+from signdb.training.spec import TrainerSettings, TrainSpec
+
+
+@dataclass
+class TrainResult(Result):
+    """How a training run ended, with its headline accuracies."""
+
+    run_id: int
+    status: str
+    train_accuracy: float | None
+    test_accuracy: float | None
+    steps: int
+    final_cost: float | None
+
+
+RESUME_HINT = "resume with `signdb train --resume {run_id}`"
+
+
+def _prepare_model(engine: Engine, spec: TrainSpec) -> Classifier:
+    """Build and initialise the model before any row is written: bad input writes nothing."""
+    model = build_model(spec.model, seed=spec.seed, **spec.hyperparams)
+    with transaction(engine, "checking the training request") as session:
+        ds = ds_store.get_dataset(session, spec.dataset)
+        labels = ds_store.label_counts(session, ds.id)
+    classes = resolve_classes(spec.classes, labels, spec.dataset)
+    model.initialize(ds.preprocessing.shape, classes)  # validates the hyperparameters
+    return model
+
+
+def train(engine: Engine, spec: TrainSpec, progress: Progress | None = None) -> TrainResult:
+    """Validate, create the run, train it, and record the outcome."""
+    model = _prepare_model(engine, spec)
+    run = start_run(
+        engine,
+        dataset=spec.dataset,
+        model=spec.model,
+        classes=spec.classes,
+        params=model.get_params(),
+        seed=spec.seed,
+        test_fraction=spec.test_fraction,
+        name=spec.name,
+        engine_name="numpy",
+        trainer=spec.trainer.as_dict(),
+        cache=spec.trainer.cache,
+        signals="flag",
+        resume_hint=RESUME_HINT,
+    )
+    return _train(run, model, spec.trainer, 0, progress)
+
+
+def resume(engine: Engine, run_id: int, progress: Progress | None = None) -> TrainResult:
+    """Continue an interrupted or failed run from its last checkpoint."""
+    with transaction(engine, f"reading run {run_id}") as session:
+        settings = TrainerSettings.from_dict(run_store.get_run(session, run_id).trainer)
+    run, step, tensors = reopen_run(engine, run_id, cache=settings.cache, resume_hint=RESUME_HINT)
+    model = _model_of(run.record, run.data.shape)
+    if tensors is not None:
+        model.load_state_dict(tensors)
+    return _train(run, model, settings, step, progress)
+
+
+def _train(
+    run: Run, model: Classifier, settings: TrainerSettings, step: int, progress: Progress | None
+) -> TrainResult:
+    with run:
+        outcome: LoopOutcome = train_loop(run, model, settings, start_step=step, progress=progress)
+    return TrainResult(
+        run.id,
+        run.status,
+        outcome.train_accuracy,
+        outcome.test_accuracy,
+        outcome.steps,
+        outcome.final_cost,
+    )
+
+
+def _model_of(record: run_store.Run, shape: tuple[int, int, int]) -> Classifier:
+    model = build_model(record.model, **record.hyperparams)
+    model.initialize(shape, record.classes)
+    return model
+
+
+def load_model(engine: Engine, run_id: int) -> tuple[run_store.Run, Classifier]:
+    """Rebuild a run's model from its final stored weights."""
+    with transaction(engine, f"loading the weights of run {run_id}") as session:
+        record = run_store.get_run(session, run_id)
+        dataset = ds_store.get_dataset(session, record.dataset)
+        step = weight_store.latest_step(session, run_id, final_only=True)
+        if step is None:
+            raise InvalidArgument(
+                f"run {run_id} has no final weights (status {record.status}); "
+                f"finish it with `signdb train --resume {run_id}`"
+            )
+        _, tensors = weight_store.load_tensors(session, run_id, step)
+    model = _model_of(record, dataset.preprocessing.shape)
+    model.load_state_dict(tensors)
+    return record, model

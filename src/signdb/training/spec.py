@@ -1,0 +1,60 @@
+"""What ``signdb train`` runs: a model and its hyperparameters, apart from the trainer's settings.
+
+A model's hyperparameters are exactly what its constructor takes and are
+stored in ``runs.hyperparams``; how the built-in trainer feeds and watches it
+(:class:`TrainerSettings`) is stored in ``runs.trainer``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from signdb.errors import InvalidArgument
+from signdb.results import Result
+from signdb.tracking.data import check_cache_mode
+
+
+@dataclass(frozen=True)
+class TrainerSettings(Result):
+    """How the built-in trainer feeds a model and records its progress.
+
+    cache: keep the decoded images in memory (``auto``: when they fit 1 GiB).
+    eval_every: log test accuracy every N steps (default: 20 times a run).
+    checkpoint_every: store a checkpoint every N steps (default: 10 per run,
+        at most one per 10 s).
+    """
+
+    cache: str = "auto"
+    eval_every: int | None = None
+    checkpoint_every: int | None = None
+
+    def __post_init__(self) -> None:
+        check_cache_mode(self.cache)
+        for key in ("eval_every", "checkpoint_every"):
+            value = getattr(self, key)
+            if value is not None and (
+                isinstance(value, bool) or not isinstance(value, int) or value < 1
+            ):
+                raise InvalidArgument(f"--{key.replace('_', '-')} must be >= 1, got {value}")
+
+    @classmethod
+    def from_dict(cls, stored: dict[str, Any]) -> TrainerSettings:
+        known = {
+            k: v for k, v in stored.items() if k in ("cache", "eval_every", "checkpoint_every")
+        }
+        return cls(**known)
+
+
+@dataclass(frozen=True)
+class TrainSpec:
+    """One training run of a built-in model. The defaults are the seed's experiment."""
+
+    dataset: str
+    model: str = "logreg"
+    classes: list[int] | None = field(default_factory=lambda: [0, 1])  # None: every label
+    hyperparams: dict[str, Any] = field(default_factory=dict)  # only what the user set
+    seed: int = 42
+    test_fraction: float = 0.15
+    name: str | None = None
+    trainer: TrainerSettings = field(default_factory=TrainerSettings)
