@@ -21,6 +21,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench import _progress
+
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
 PREFIX = "bench_"
@@ -78,6 +80,8 @@ def machine() -> dict[str, Any]:
 
 def run_one(name: str) -> dict[str, Any]:
     module = importlib.import_module(f"bench.{PREFIX}{name}")
+    print(f"== {name}: starting ({(module.__doc__ or '').strip().splitlines()[0]})", flush=True)
+    _progress.restart()
     started = dt.datetime.now(dt.UTC)
     t0 = time.perf_counter()
     rows = module.run()
@@ -91,7 +95,7 @@ def run_one(name: str) -> dict[str, Any]:
     RESULTS.mkdir(exist_ok=True)
     out = RESULTS / f"{name}.json"
     out.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"\n== {name} ({report['seconds']} s) ==")
+    print(f"\n== {name}: done in {report['seconds']} s ==")
     print(format_table(rows))
     print(f"-> {out.relative_to(HERE.parent)}")
     return report

@@ -8,6 +8,7 @@ migration fails loudly instead of hanging.
 from alembic import context
 from sqlalchemy import text
 
+from signdb.db import roles
 from signdb.db.engine import get_engine
 from signdb.db.schema import COMPARE_OPTIONS, SCHEMA, metadata
 
@@ -41,8 +42,23 @@ def _run(connection) -> None:  # noqa: ANN001
         with context.begin_transaction():
             context.run_migrations()
         connection.commit()
+        _grant(connection)
     finally:
         connection.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": MIGRATION_LOCK_ID})
+        connection.commit()
+
+
+def _grant(connection) -> None:  # noqa: ANN001
+    """The one grant step every migration run ends with: new tables and views get the
+    roles' privileges without anyone remembering to re-run the grants. Skipped at
+    base, where the roles' objects (and maybe the roles) are gone."""
+    at = connection.execute(
+        text(f"SELECT to_regclass('{SCHEMA}.alembic_version') IS NOT NULL")
+    ).scalar()
+    count = text(f"SELECT count(*) FROM {SCHEMA}.alembic_version")  # noqa: S608 - constant
+    if at and connection.execute(count).scalar():
+        for statement in roles.create_roles_sql() + roles.grant_sql():
+            connection.execute(text(statement))
         connection.commit()
 
 

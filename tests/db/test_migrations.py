@@ -196,3 +196,33 @@ def test_deleting_a_run_deletes_its_metrics_and_nothing_else(pg):
     pg.execute("DELETE FROM signdb.runs WHERE id = %s", [run])
     left = pg.execute("SELECT run_id, count(*) FROM signdb.run_metrics GROUP BY run_id").fetchall()
     assert left == [(other, 1)]
+
+
+def test_check_names_a_view_that_differs_from_the_code(engine, pg):
+    from signdb.db.views import VIEWS
+
+    assert migrate.check(engine).ok
+    pg.execute(
+        "CREATE OR REPLACE VIEW signdb.confusion AS "
+        "SELECT run_id, split, label AS actual, predicted, count(*) + 0 AS count "
+        "FROM signdb.predictions GROUP BY run_id, split, label, predicted"
+    )
+    status = migrate.check(engine)
+    assert not status.ok
+    assert any("view signdb.confusion differs" in d for d in status.drift), status.drift
+    pg.execute(f"CREATE OR REPLACE VIEW signdb.confusion AS {VIEWS['confusion']}")
+    pg.execute("CREATE VIEW signdb.stray AS SELECT 1 AS one")
+    assert any("signdb.stray is not created by the code" in d for d in migrate.check(engine).drift)
+
+
+def test_every_upgrade_ends_with_the_grant_step(engine, pg):
+    def analyst_can_read(table: str) -> bool:
+        return pg.execute(
+            "SELECT has_table_privilege('signdb_analyst', %s, 'SELECT')", [f"signdb.{table}"]
+        ).fetchone()[0]
+
+    assert analyst_can_read("runs") and analyst_can_read("run_summary")
+    pg.execute("REVOKE SELECT ON signdb.runs, signdb.run_summary FROM signdb_analyst")
+    assert not analyst_can_read("runs")
+    migrate.upgrade(engine)  # already at head: no revision runs, the grant step still does
+    assert analyst_can_read("runs") and analyst_can_read("run_summary")

@@ -15,6 +15,7 @@ from sqlalchemy import Engine, text
 
 from signdb.db.engine import translate_errors
 from signdb.db.schema import COMPARE_OPTIONS, SCHEMA, metadata
+from signdb.db.views import VIEWS
 from signdb.errors import SchemaOutOfDate
 
 
@@ -79,17 +80,59 @@ class SchemaStatus:
 
 
 def check(engine: Engine) -> SchemaStatus:
-    """Compare the database with the code: revision and (at head) table drift."""
+    """Compare the database with the code: revision and (at head) table and view drift."""
     head = head_revision(engine)
     revision = current_revision(engine)
     drift: list[str] = []
     if revision == head:
-        with translate_errors(engine), engine.connect() as conn:
+        with (
+            translate_errors(engine, "comparing the schema with the code"),
+            engine.connect() as conn,
+        ):
             ctx = MigrationContext.configure(
                 conn, opts={**COMPARE_OPTIONS, "target_metadata": metadata}
             )
             drift = [str(d) for d in compare_metadata(ctx, metadata)]
+            drift += view_drift(conn)
     return SchemaStatus(revision, head, drift)
+
+
+def view_drift(conn) -> list[str]:  # noqa: ANN001 - a SQLAlchemy Connection
+    """Views whose definition differs from :data:`signdb.db.views.VIEWS`.
+
+    Each expected definition is created as a temporary view in a transaction
+    that is rolled back, so PostgreSQL normalises both texts the same way
+    (``pg_get_viewdef``) before they are compared.
+    """
+    found = set(
+        conn.execute(
+            text("SELECT viewname FROM pg_views WHERE schemaname = :s"), {"s": SCHEMA}
+        ).scalars()
+    )
+    drift = [
+        f"view {SCHEMA}.{name} is not created by the code" for name in sorted(found - set(VIEWS))
+    ]
+    drift += [f"view {SCHEMA}.{name} is missing" for name in VIEWS if name not in found]
+    try:
+        for name, body in VIEWS.items():
+            if name not in found:
+                continue
+            conn.execute(text(f"CREATE TEMPORARY VIEW signdb_expected_{name} AS {body}"))  # noqa: S608 - constant view text
+            actual, expected = conn.execute(
+                text(
+                    "SELECT pg_get_viewdef(CAST(:a AS regclass)), "
+                    "pg_get_viewdef(CAST(:e AS regclass))"
+                ),
+                {"a": f"{SCHEMA}.{name}", "e": f"signdb_expected_{name}"},
+            ).one()
+            if actual != expected:
+                drift.append(
+                    f"view {SCHEMA}.{name} differs from signdb/db/views.py; add a revision "
+                    "that recreates it (or update views.py to match the revisions)"
+                )
+    finally:
+        conn.rollback()  # the temporary views go with it
+    return drift
 
 
 def require_current(engine: Engine, *, fix: str = "signdb db upgrade") -> None:

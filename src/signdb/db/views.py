@@ -1,0 +1,72 @@
+"""The analysts' views as the head revision defines them: the one place to read them in code.
+
+Revisions keep their own frozen copy of every view they create (a landed
+revision never changes), and ``signdb db check`` compares the database's views
+with these definitions, so a revision that forgets to update a view, or a
+change here without a revision, is caught (``tests/db/test_migrations.py``).
+"""
+
+from __future__ import annotations
+
+#: name -> the SELECT that defines ``signdb.<name>``, in dependency order.
+VIEWS: dict[str, str] = {
+    "learning_curves": """
+    SELECT m.run_id, r.name AS run_name, r.model, m.step, m.name AS metric, m.value, m.recorded_at
+    FROM signdb.run_metrics m
+    JOIN signdb.runs r ON r.id = m.run_id""",
+    "confusion": """
+    SELECT run_id, split, label AS actual, predicted, count(*) AS count
+    FROM signdb.predictions
+    GROUP BY run_id, split, label, predicted""",
+    "run_summary": """
+    SELECT
+        r.id AS run_id,
+        r.name,
+        d.name AS dataset,
+        r.dataset_id,
+        r.model,
+        r.classes,
+        r.hyperparams,
+        r.seed,
+        r.test_fraction,
+        signdb.effective_status(r.status, r.heartbeat_at) AS status,
+        r.error,
+        r.started_at,
+        r.finished_at,
+        r.finished_at - r.started_at AS duration,
+        r.steps_done,
+        r.total_steps,
+        r.train_size,
+        r.test_size,
+        r.dataset_fingerprint,
+        r.code_version,
+        (SELECT m.value FROM signdb.run_metrics m
+          WHERE m.run_id = r.id AND m.name = 'cost' ORDER BY m.step DESC LIMIT 1) AS final_cost,
+        r.train_accuracy,
+        r.test_accuracy,
+        (SELECT max(m.value) FROM signdb.run_metrics m
+          WHERE m.run_id = r.id AND m.name = 'test_accuracy') AS best_test_accuracy,
+        r.test_precision,
+        r.test_recall,
+        r.test_f1
+    FROM signdb.runs r
+    JOIN signdb.datasets d ON d.id = r.dataset_id""",
+    "leaderboard": """
+    SELECT
+        rank() OVER (PARTITION BY s.dataset_id, s.classes
+                     ORDER BY s.test_f1 DESC, s.test_accuracy DESC NULLS LAST, s.run_id) AS rank,
+        s.dataset,
+        s.classes,
+        s.run_id,
+        s.name,
+        s.model,
+        s.hyperparams,
+        s.seed,
+        s.test_accuracy,
+        s.test_precision,
+        s.test_recall,
+        s.test_f1,
+        s.finished_at
+    FROM signdb.run_summary s
+    WHERE s.status = 'succeeded' AND s.test_f1 IS NOT NULL""",
+}
