@@ -8,10 +8,15 @@ export SIGNDB_DATASET_DIR ?= $(abspath $(CURDIR)/../shared/datasets/sign-languag
 
 .PHONY: demo test test-pg15 bench lint format clean browser
 
+# The torch extra is part of the test install. torch==2.13.0 first: on this
+# project's machines that is the CPU build on local disk, where a bare range
+# would fetch a CUDA build of several GB; the extra's range then installs nothing more.
+TORCH ?= torch==2.13.0
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m pip install --quiet '$(TORCH)'
+	$(BIN)/python -m pip install --quiet -e '.[test,torch]'
 	touch $(STAMP)
 
 # MLflow and scikit-learn are only needed to compare against; keep them out of demo/test.

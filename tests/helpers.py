@@ -36,3 +36,52 @@ def train_spec(**kw):
 
     settings = {k: kw.pop(k) for k in ("cache", "eval_every", "checkpoint_every") if k in kw}
     return TrainSpec(trainer=TrainerSettings(**settings), **kw)
+
+
+def write_class_images(folder, n: int, *, seed: int, colour: tuple[int, int, int]) -> None:
+    """``n`` small RGB JPEG photos of one class under ``folder``: a coloured square on noise.
+
+    Each class has its own colour, so models can learn them; the sizes vary
+    (40-90 pixels a side) as crops from real photos do. Generated, never committed.
+    """
+    from pathlib import Path
+
+    import numpy as np
+    from PIL import Image
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    for i in range(n):
+        w, h = (int(v) for v in rng.integers(40, 90, 2))
+        arr = rng.integers(0, 80, (h, w, 3), dtype=np.uint8)
+        y0, x0 = int(rng.integers(0, h // 3)), int(rng.integers(0, w // 3))
+        arr[y0 : y0 + h // 2, x0 : x0 + w // 2] = colour
+        Image.fromarray(arr).save(folder / f"img_{seed}_{i:03d}.jpg", quality=90)
+
+
+COLOURS = {
+    "astronaut": (230, 230, 240),
+    "cat": (200, 120, 40),
+    "coffee": (90, 50, 20),
+    "rocket": (220, 30, 30),
+    "brick": (160, 60, 50),
+    "grass": (40, 180, 60),
+    "gravel": (130, 130, 130),
+}
+
+
+def named_tree(root, classes, per_class: int, *, seed: int = 0, splits=None):
+    """A folder per class (``splits``: a pre-split tree with train/, test/, ...)."""
+    from pathlib import Path
+
+    root = Path(root)
+    for i, name in enumerate(classes):
+        if splits is None:
+            write_class_images(root / name, per_class, seed=seed + i, colour=COLOURS[name])
+        else:
+            for j, split in enumerate(splits):
+                write_class_images(
+                    root / split / name, per_class, seed=seed + 10 * i + j, colour=COLOURS[name]
+                )
+    return root

@@ -42,7 +42,7 @@ def upgrade() -> None:
         schema="signdb",
     )
     op.create_check_constraint(
-        "ck_runs_engine", "runs", "engine IN ('numpy', 'torch', 'external')", schema="signdb"
+        op.f("ck_runs_engine"), "runs", "engine IN ('numpy', 'torch', 'external')", schema="signdb"
     )
     op.execute(
         "UPDATE signdb.runs SET "
@@ -57,6 +57,6 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.execute("UPDATE signdb.runs SET hyperparams = hyperparams || trainer")
-    op.drop_constraint("ck_runs_engine", "runs", schema="signdb", type_="check")
+    op.drop_constraint(op.f("ck_runs_engine"), "runs", schema="signdb", type_="check")
     op.drop_column("runs", "engine", schema="signdb")
     op.drop_column("runs", "trainer", schema="signdb")

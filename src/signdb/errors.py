@@ -15,7 +15,7 @@ one line and exits 1.
     │   ├── ImageError           one image file cannot be used
     │   │   └── DecompressionBomb
     │   ├── ArrayError           an X.npy / Y.npy problem
-    │   ├── UnsafeArchive        a zip member escapes its folder (zip-slip)
+    │   ├── UnsafeArchive        an archive member escapes its folder (zip/tar-slip)
     │   └── LabelError           a label that is not valid for the dataset
     ├── FetchError               download or checksum failure
     ├── RunClosed                a call on a run that has already ended

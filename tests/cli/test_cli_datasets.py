@@ -46,7 +46,7 @@ def test_splits_are_deterministic_and_stable(db_url, pg, shared_dataset, tmp_pat
     for sha, (_, split) in before.items():
         assert split == split_of(sha, 42, 0.15)
     # ... and `datasets show` reports exactly their counts.
-    expected = {"train": Counter(), "test": Counter()}
+    expected = {"train": Counter(), "val": Counter(), "test": Counter()}
     for label, split in before.values():
         expected[split][str(label)] += 1
     assert {s: Counter(c) for s, c in shown["splits"].items()} == expected
@@ -77,8 +77,8 @@ def test_show_human_table(db_url, shared_dataset, tmp_path):
     lines = result.stdout.splitlines()
     assert lines[0].startswith("dataset 'd': 20 images, 32x32 gray (lanczos)")
     assert "seed 1, test fraction 0.5" in lines[0]
-    assert lines[1].split() == ["label", "images", "train", "test"]
-    assert lines[2].split()[:2] == ["0", "2"]
+    assert lines[1].split() == ["label", "class", "images", "train", "test"]
+    assert lines[2].split()[:3] == ["0", "0", "2"]
     total = lines[-1].split()
     assert total[:2] == ["total", "20"] and int(total[2]) + int(total[3]) == 20
     listed = signdb("datasets", "list").stdout.splitlines()

@@ -69,7 +69,9 @@ def test_reference_dataset_loads_exactly_once(db_url, shared_dataset):
         "skipped_duplicates": 0,
         "rejected": 0,
         "images": 2062,
+        "classes": [str(d) for d in range(10)],
         "rejections": [],
+        "warnings": [],
     }
     # Not a terminal: no progress bar, nothing at all on stderr.
     assert first.stderr == ""
@@ -94,8 +96,7 @@ FOLDER_CASES = {
     "zero_bytes": ("1/empty.jpg", b"", "0 bytes"),
     "truncated": ("1/cut.jpg", "half-jpeg", "truncated or corrupt JPEG"),
     "decompression_bomb": ("1/huge.png", png_header_only(20_000, 20_000), "too large to decode"),
-    "invalid_label_folder": ("cat/x.jpg", "jpeg", "'cat' is not a valid label"),
-    "empty_label_folder": ("2", None, "label folder is empty"),
+    "empty_class_folder": ("2", None, "class folder is empty"),
     "not_jpeg_or_png": ("1/readme.txt", b"hello", "not a JPEG or PNG"),
 }
 
@@ -265,7 +266,7 @@ def test_names_are_stored_literally(db_url, pg, shared_dataset, tmp_path):
     assert human.returncode == 0, human.stderr
     assert human.stdout == (
         f"dataset {names[1]!r}: added 10, skipped 0 duplicate(s), rejected 0; "
-        "it now holds 10 images\n"
+        "it now holds 10 images in 10 classes (0, 1, 2, 3, 4, 5, 6, 7, 8, 9)\n"
     )
     listed = json.loads(signdb("datasets", "list", "--json").stdout)["datasets"]
     assert sorted(d["name"] for d in listed) == sorted(names)

@@ -33,7 +33,8 @@ def test_train_json_and_runs_list_show(trained_url):
     "args, message",
     [
         (["--dataset", "nope"], "no dataset named 'nope'"),
-        (["--dataset", "mini", "--classes", "0,x"], "--classes takes comma-separated"),
+        (["--dataset", "mini", "--classes", "0,x"], "class 'x' is not in dataset 'mini'"),
+        (["--dataset", "mini", "--classes", ","], "--classes takes comma-separated"),
         (["--dataset", "mini", "--lr", "0"], "learning rate must be > 0"),
         (["--dataset", "mini", "--iterations", "0"], "iterations must be >= 1"),
         (["--dataset", "mini", "--param", "bogus=1"], "bogus"),

@@ -14,6 +14,7 @@ from signdb.errors import InputError, InvalidArgument
 from signdb.loading import load_dataset
 from tests.cli.test_cli_load import a_jpeg, copy_subset, dataset_rows
 
+LABELS = {str(d): d for d in range(10)}
 PREP = Preprocessing()
 
 
@@ -187,12 +188,12 @@ def test_a_race_on_the_same_images_falls_back_to_on_conflict(engine, pg, shared_
     def second_loader() -> None:
         try:
             with transaction(engine) as session:
-                outcome["added"] = image_store.insert_samples(session, dataset, samples)
+                outcome["added"] = image_store.insert_samples(session, dataset, samples, LABELS)
         except Exception as e:  # noqa: BLE001 - reported by the assertion below
             outcome["error"] = e
 
     with transaction(engine) as first:
-        assert image_store.insert_samples(first, dataset, samples[:4]) == 4
+        assert image_store.insert_samples(first, dataset, samples[:4], LABELS) == 4
         thread = threading.Thread(target=second_loader)
         thread.start()
         # Commit only once the second loader is blocked on our uncommitted rows:

@@ -202,11 +202,9 @@ def test_check_names_a_view_that_differs_from_the_code(engine, pg):
     from signdb.db.views import VIEWS
 
     assert migrate.check(engine).ok
-    pg.execute(
-        "CREATE OR REPLACE VIEW signdb.confusion AS "
-        "SELECT run_id, split, label AS actual, predicted, count(*) + 0 AS count "
-        "FROM signdb.predictions GROUP BY run_id, split, label, predicted"
-    )
+    tampered = VIEWS["confusion"].replace("count(*) AS count", "count(*) + 0 AS count")
+    assert tampered != VIEWS["confusion"]
+    pg.execute(f"CREATE OR REPLACE VIEW signdb.confusion AS {tampered}")
     status = migrate.check(engine)
     assert not status.ok
     assert any("view signdb.confusion differs" in d for d in status.drift), status.drift
@@ -226,3 +224,37 @@ def test_every_upgrade_ends_with_the_grant_step(engine, pg):
     assert not analyst_can_read("runs")
     migrate.upgrade(engine)  # already at head: no revision runs, the grant step still does
     assert analyst_can_read("runs") and analyst_can_read("run_summary")
+
+
+def test_constraint_names_are_exactly_the_schemas(pg):
+    """The revisions create each constraint under the name the schema gives it (and no other)."""
+    from sqlalchemy import CheckConstraint
+
+    expected = {
+        c.name
+        for table in metadata.tables.values()
+        for c in table.constraints
+        if isinstance(c, CheckConstraint)
+    }
+    found = {
+        r[0]
+        for r in pg.execute(
+            "SELECT conname FROM pg_constraint c JOIN pg_namespace n ON n.oid = c.connamespace "
+            "WHERE n.nspname = 'signdb' AND c.contype = 'c'"
+        )
+    }
+    assert found == expected
+
+
+def test_three_way_split_functions_match_python(pg):
+    from signdb.data.splits import split_value
+
+    hexes = [hashlib.sha256(str(i).encode()).hexdigest() for i in range(400)]
+    for seed in (42, 0, -7, 2**31 - 1):
+        rows = pg.execute(
+            "SELECT signdb.split_fraction(h, %s), signdb.split_of(h, %s, 0.15, 0.2) "
+            "FROM unnest(%s::text[]) WITH ORDINALITY AS t(h, i) ORDER BY i",
+            [seed, seed, hexes],
+        ).fetchall()
+        assert [u for u, _ in rows] == [split_value(h, seed) for h in hexes]
+        assert [s for _, s in rows] == [split_of(h, seed, 0.15, 0.2) for h in hexes]

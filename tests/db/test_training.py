@@ -181,7 +181,7 @@ def test_an_exception_marks_the_run_failed_with_its_error(trained_url, conn, mon
     "kw, message",
     [
         (dict(dataset="nope"), "no dataset named 'nope'"),
-        (dict(dataset="mini", classes=[0, 42]), "class 42 is not in dataset"),
+        (dict(dataset="mini", classes=[0, 42]), "class '42' is not in dataset"),
         (dict(dataset="mini", hyperparams={"lr": 0}), "learning rate must be > 0"),
         (dict(dataset="mini", hyperparams={"lr": -1}), "learning rate must be > 0"),
         (dict(dataset="mini", hyperparams={"iterations": 0}), "iterations must be >= 1"),

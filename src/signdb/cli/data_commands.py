@@ -12,6 +12,7 @@ from typing import Any
 import click
 
 from signdb.cli.context import Context, common_options
+from signdb.cli.tables import table
 from signdb.data.preprocess import COLORS, SIZE_MAX, SIZE_MIN
 
 DEFAULT_SEED = 42
@@ -60,6 +61,12 @@ def _stderr(bar: Any, message: str) -> None:
     show_default=True,
     help="Store one gray channel or three RGB channels.",
 )
+@click.option(
+    "--class-names",
+    type=click.Path(dir_okay=False, path_type=Path),
+    metavar="FILE",
+    help="Names for integer labels (npy, CSV, Parquet): line i names label i.",
+)
 @click.option("--strict", is_flag=True, help="Abort and write nothing if any input is rejected.")
 @click.option(
     "--workers",
@@ -70,20 +77,33 @@ def _stderr(bar: Any, message: str) -> None:
 )
 @common_options
 def load(
-    ctx: Context, path: Path, name: str, size: int, color: str, strict: bool, workers: int
+    ctx: Context,
+    path: Path,
+    name: str,
+    size: int,
+    color: str,
+    class_names: Path | None,
+    strict: bool,
+    workers: int,
 ) -> None:
-    """Load PATH into a dataset: a folder per label, an X.npy + Y.npy pair, or a .zip of either.
+    """Load PATH into a dataset: a folder per class (flat, or under train/ val/ test/), a CSV
+    manifest (labels.csv: path,label[,split]), Hugging Face Parquet files, an X.npy + Y.npy
+    pair, or a .zip / .tar / .tar.gz of any of them.
 
-    Images are identified by the sha256 of their stored pixels, so re-running a
-    load (or loading the same images in another format) adds nothing, and a
-    load that was interrupted resumes where it stopped. Rejected inputs are
-    listed on stderr and skipped unless --strict is given.
+    A class folder's name is the class name; when every name is a plain number
+    it is also the label, otherwise labels follow sorted names (as torchvision's
+    ImageFolder). Images are identified by the sha256 of their stored pixels, so
+    re-running a load (or loading the same images in another format) adds
+    nothing, and a load that was interrupted resumes where it stopped. Rejected
+    inputs are listed on stderr and skipped unless --strict is given.
     """
+    from signdb.data.labels import read_class_names
     from signdb.data.preprocess import Preprocessing
     from signdb.loading import load_dataset
     from signdb.store.datasets import check_name
 
     check_name(name)  # before starting a server or reading files
+    names = read_class_names(class_names) if class_names is not None else None
     prep = Preprocessing(size=size, color=color)
     engine = ctx.ready_engine()
     with _progress_bar(ctx, None, unit="img", desc="loading") as bar:
@@ -97,19 +117,24 @@ def load(
             path,
             name,
             prep,
+            class_names=names,
             strict=strict,
             workers=workers,
             progress=bar.update if bar is not None else None,
             on_reject=lambda r: _stderr(bar, f"rejected: {r.source}: {r.reason}"),
             on_open=sized if bar is not None else None,
         )
+    for warning in result.warnings:
+        click.echo(f"warning: {warning}", err=True)
     ctx.emit(result.as_dict(), _human_load)
 
 
 def _human_load(r: dict[str, Any]) -> str:
+    shown = ", ".join(r["classes"][:10]) + (", ..." if len(r["classes"]) > 10 else "")
     return (
         f"dataset {r['dataset']!r}: added {r['added']}, skipped {r['skipped_duplicates']} "
-        f"duplicate(s), rejected {r['rejected']}; it now holds {r['images']} images"
+        f"duplicate(s), rejected {r['rejected']}; it now holds {r['images']} images in "
+        f"{len(r['classes'])} classes ({shown})"
     )
 
 
@@ -144,7 +169,7 @@ def _human_list(r: dict[str, Any]) -> str:
                 f"{p['size']}x{p['size']} {p['color']} ({p['resample']})",
             )
         )
-    return _table(rows, right={1, 2})
+    return table(rows, right={1, 2})
 
 
 @datasets_group.command("show")
@@ -154,53 +179,74 @@ def _human_list(r: dict[str, Any]) -> str:
     type=int,
     default=DEFAULT_SEED,
     show_default=True,
-    help="Seed of the train/test split.",
+    help="Seed of the hash split.",
 )
 @click.option(
     "--test-fraction",
     type=float,
     default=DEFAULT_TEST_FRACTION,
     show_default=True,
-    help="Share of each label's images in the test split, between 0 and 1.",
+    help="Share of each class's images in the test split, between 0 and 1.",
+)
+@click.option(
+    "--val-fraction",
+    type=float,
+    default=0.0,
+    show_default=True,
+    help="Share of each class's images in the val split.",
+)
+@click.option(
+    "--split",
+    "split_mode",
+    type=click.Choice(["auto", "fixed", "hash"]),
+    default="auto",
+    show_default=True,
+    help="Count the dataset's fixed split, the hash split, or (auto) fixed when there is one.",
 )
 @common_options
-def datasets_show(ctx: Context, name: str, seed: int, test_fraction: float) -> None:
-    """Show a dataset: images per label and per split, and its preprocessing."""
+def datasets_show(
+    ctx: Context, name: str, seed: int, test_fraction: float, val_fraction: float, split_mode: str
+) -> None:
+    """Show a dataset: images per class and per split, and its preprocessing."""
     from signdb.db.engine import transaction
     from signdb.store.datasets import summarize
 
     with transaction(ctx.ready_engine(), f"reading dataset {name!r}") as session:
-        summary = summarize(session, name, seed=seed, test_fraction=test_fraction)
+        summary = summarize(
+            session,
+            name,
+            mode=split_mode,
+            seed=seed,
+            test_fraction=test_fraction,
+            val_fraction=val_fraction,
+        )
     result = summary.as_dict()
     result["seed"] = seed
     result["test_fraction"] = test_fraction
+    result["val_fraction"] = val_fraction
     ctx.emit(result, _human_show)
 
 
 def _human_show(r: dict[str, Any]) -> str:
     p = r["preprocessing"]
-    train, test = r["splits"]["train"], r["splits"]["test"]
-    rows = [("label", "images", "train", "test")]
-    for label, n in r["labels"].items():
-        rows.append((label, str(n), str(train.get(label, 0)), str(test.get(label, 0))))
-    rows.append(("total", str(r["images"]), str(sum(train.values())), str(sum(test.values()))))
+    splits = [s for s in ("train", "val", "test") if s != "val" or r["splits"]["val"]]
+    rows = [("label", "class", "images", *splits)]
+    for c in r["classes"]:
+        rows.append((str(c["label"]), c["name"], str(c["images"]), *(str(c[s]) for s in splits)))
+    totals = [str(sum(r["splits"][s].values())) for s in splits]
+    rows.append(("total", "", str(r["images"]), *totals))
+    plan = r["split"]
+    how = (
+        f"the dataset's fixed split{' (val carved by hash)' if plan['carve_val'] else ''}"
+        if plan["mode"] == "fixed"
+        else f"hash split with seed {r['seed']}, test fraction {r['test_fraction']}"
+        + (f", val fraction {r['val_fraction']}" if r["val_fraction"] else "")
+    )
     head = (
         f"dataset {r['name']!r}: {r['images']} images, {p['size']}x{p['size']} {p['color']} "
-        f"({p['resample']}); split with seed {r['seed']}, test fraction {r['test_fraction']}"
+        f"({p['resample']}); {how}"
     )
-    return head + "\n" + _table(rows, right={1, 2, 3})
-
-
-def _table(rows: list[tuple[str, ...]], right: set[int]) -> str:
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    lines = []
-    for row in rows:
-        cells = [
-            cell.rjust(w) if i in right else cell.ljust(w)
-            for i, (cell, w) in enumerate(zip(row, widths, strict=True))
-        ]
-        lines.append("  ".join(cells).rstrip())
-    return "\n".join(lines)
+    return head + "\n" + table(rows, right={0, 2, 3, 4, 5})
 
 
 @datasets_group.command("fetch")

@@ -13,10 +13,10 @@ from signdb.cli.context import Context, common_options
 @click.argument("run_id", type=int)
 @click.option(
     "--split",
-    type=click.Choice(["test", "train", "all"]),
+    type=click.Choice(["test", "val", "train", "all"]),
     default="test",
     show_default=True,
-    help="Which of the run's images to score ('all': train and test together).",
+    help="Which of the run's images to score ('all': every split together).",
 )
 @click.option(
     "--thresholds",
@@ -94,7 +94,7 @@ def predict(ctx: Context, run_id: int, images: tuple[str, ...]) -> None:
 
 def _human_predictions(r: dict[str, Any]) -> str:
     return "\n".join(
-        f"{p['path']}: label {p['label']} (probability {p['probability']:.4f})"
+        f"{p['path']}: {p['class']} (label {p['label']}, probability {p['probability']:.4f})"
         for p in r["predictions"]
     )
 

@@ -8,19 +8,21 @@ from typing import Any
 import click
 
 from signdb.cli.context import Context, common_options
+from signdb.cli.tables import number, table
 from signdb.errors import InvalidArgument
 from signdb.ml import model_names
 
 
-def parse_classes(value: str) -> list[int] | None:
+def parse_classes(value: str) -> list[str] | None:
+    """``--classes 0,1``, ``--classes cat,dog`` or ``--classes all`` (None)."""
     if value.strip().lower() == "all":
         return None
-    try:
-        classes = [int(v) for v in value.split(",") if v.strip() != ""]
-    except ValueError:
+    classes = [v.strip() for v in value.split(",") if v.strip() != ""]
+    if not classes:
         raise InvalidArgument(
-            f"--classes takes comma-separated integer labels or 'all', got {value!r}; e.g. --classes 0,1"
-        ) from None
+            f"--classes takes comma-separated class names or labels, or 'all', got {value!r}; "
+            "e.g. --classes 0,1 or --classes cat,dog"
+        )
     return classes
 
 
@@ -50,7 +52,10 @@ def parse_params(pairs: tuple[str, ...]) -> dict[str, Any]:
     help="logreg is the seed's algorithm; softmax, mlp and cnn are multi-class.",
 )
 @click.option(
-    "--classes", default="0,1", show_default=True, help="Comma-separated labels, or 'all'."
+    "--classes",
+    default="0,1",
+    show_default=True,
+    help="Comma-separated class names or labels, or 'all'.",
 )
 @click.option("--lr", type=float, help="Learning rate (model default: logreg 0.01).")
 @click.option(
@@ -65,7 +70,23 @@ def parse_params(pairs: tuple[str, ...]) -> dict[str, Any]:
     type=float,
     default=0.15,
     show_default=True,
-    help="Share of each label's images held out for testing.",
+    help="Share of each class's images held out for testing.",
+)
+@click.option(
+    "--val-fraction",
+    type=float,
+    default=0.0,
+    show_default=True,
+    help="Share held out for validation (model selection); never moves a test image.",
+)
+@click.option(
+    "--split",
+    "split_mode",
+    type=click.Choice(["auto", "fixed", "hash"]),
+    default="auto",
+    show_default=True,
+    help="fixed: the train/val/test split the dataset came with; hash: by --test-fraction and "
+    "--val-fraction; auto: fixed when every image has one.",
 )
 @click.option("--name", help="A label for the run.")
 @click.option("--hidden", help="MLP hidden layer sizes, e.g. 256,128.")
@@ -107,6 +128,8 @@ def train(
     classes: str,
     seed: int,
     test_fraction: float,
+    val_fraction: float,
+    split_mode: str,
     name: str | None,
     params: tuple[str, ...],
     cache: str,
@@ -137,6 +160,8 @@ def train(
             hyperparams=hyperparams_from_flags(model_flags, params),
             seed=seed,
             test_fraction=test_fraction,
+            val_fraction=val_fraction,
+            split=split_mode,
             name=name,
             trainer=settings,
         )
@@ -173,9 +198,10 @@ def _human_result(r: dict) -> str:
     def pct(v: float | None) -> str:
         return "n/a" if v is None else f"{v:.3f}"
 
+    val = f"val accuracy {pct(r['val_accuracy'])}, " if r.get("val_accuracy") is not None else ""
     return (
         f"run {r['run_id']} {r['status']}: train accuracy {pct(r['train_accuracy'])}, "
-        f"test accuracy {pct(r['test_accuracy'])} after {r['steps']} steps"
+        f"{val}test accuracy {pct(r['test_accuracy'])} after {r['steps']} steps"
     )
 
 
@@ -232,29 +258,33 @@ def runs_show(ctx: Context, run_id: int) -> None:
     ctx.emit(show_run(ctx.ready_engine(), run_id), _format_run)
 
 
-def _num(v: Any) -> str:
-    return "-" if v is None else f"{v:.3f}" if isinstance(v, float) else str(v)
-
-
 def _format_runs_table(result: dict) -> str:
-    header = f"{'run':>5}  {'status':<11} {'model':<7} {'dataset':<16} {'classes':<12} {'train_acc':>9} {'test_acc':>8} {'test_f1':>7}  name"
-    lines = [header]
-    for r in result["runs"]:
-        classes = ",".join(map(str, r["classes"]))
-        lines.append(
-            f"{r['run_id']:>5}  {r['status']:<11} {r['model']:<7} {str(r['dataset'])[:16]:<16} "
-            f"{classes[:12]:<12} {_num(r['train_accuracy']):>9} {_num(r['test_accuracy']):>8} "
-            f"{_num(r['test_f1']):>7}  {r['name'] or ''}"
-        )
     if not result["runs"]:
-        lines.append("(no runs yet: `signdb train --dataset NAME` starts one)")
-    return "\n".join(lines)
+        return "(no runs yet: `signdb train --dataset NAME` starts one)"
+    rows = [
+        ("run", "status", "model", "dataset", "classes", "train_acc", "test_acc", "test_f1", "name")
+    ]
+    for r in result["runs"]:
+        rows.append(
+            (
+                str(r["run_id"]),
+                r["status"],
+                r["model"],
+                str(r["dataset"]),
+                ",".join(r.get("class_names") or map(str, r["classes"])),
+                number(r["train_accuracy"]),
+                number(r["test_accuracy"]),
+                number(r["test_f1"]),
+                r["name"] or "",
+            )
+        )
+    return table(rows, right={0, 5, 6, 7})
 
 
 def _format_run(r: dict) -> str:
     width = max(len(k) for k in r)
     return "\n".join(
-        f"{k:<{width}}  {json.dumps(v, default=str) if isinstance(v, (dict, list)) else _num(v)}"
+        f"{k:<{width}}  {json.dumps(v, default=str) if isinstance(v, (dict, list)) else number(v)}"
         for k, v in r.items()
     )
 

@@ -39,9 +39,10 @@ class DecodeTask:
     """One image to decode: from ``path`` on disk, or from ``data`` already in memory."""
 
     source: str  # what to call it in a Sample or Rejection
-    label: int
+    class_key: str
     path: str | None = None
     data: bytes | None = None
+    split: str | None = None
 
 
 Task = DecodeTask | Rejection
@@ -73,7 +74,7 @@ def _run_task(task: Task, prep: Preprocessing) -> Sample | Rejection:
         return Rejection(task.source, e.reason)
     except NotFound:
         return Rejection(task.source, "file disappeared while loading; re-run the load")
-    return Sample(task.source, task.label, pixels, pixels_sha256(pixels))
+    return Sample(task.source, task.class_key, pixels, pixels_sha256(pixels), task.split)
 
 
 def _run_chunk(tasks: list[Task], prep: Preprocessing) -> list[Sample | Rejection]:

@@ -37,7 +37,9 @@ SCHEMA = "signdb"
 RUN_STATUSES = ("queued", "running", "succeeded", "failed", "interrupted")
 #: "external": a run logged through the Python API by someone's own training code.
 ENGINES = ("numpy", "torch", "external")
-SPLITS = ("train", "test")
+SPLITS = ("train", "val", "test")
+#: How a run's images were split: by the hash rule, or by the splits the dataset fixed.
+SPLIT_MODES = ("hash", "fixed")
 
 metadata = MetaData(
     schema=SCHEMA,
@@ -75,6 +77,18 @@ datasets = Table(
     CheckConstraint("channels IN (1, 3)", name="channels"),
 )
 
+classes = Table(
+    "classes",
+    metadata,
+    Column("dataset_id", Integer, ForeignKey("datasets.id", ondelete="CASCADE"), nullable=False),
+    Column("label", Integer, nullable=False),
+    Column("name", Text, nullable=False),
+    PrimaryKeyConstraint("dataset_id", "label"),
+    UniqueConstraint("dataset_id", "name"),
+    CheckConstraint("label >= 0", name="label_nonnegative"),
+    CheckConstraint("length(name) BETWEEN 1 AND 200", name="name_length"),
+)
+
 images = Table(
     "images",
     metadata,
@@ -94,7 +108,10 @@ images = Table(
     Column("sha256", Text, nullable=False),
     Column("source", Text, nullable=False),
     _now(),
+    # The split a pre-split source (train/ and test/ folders, a split column) fixed.
+    Column("split", Text),
     UniqueConstraint("dataset_id", "sha256"),
+    CheckConstraint(_in("split", SPLITS), name="split"),
     CheckConstraint("label >= 0", name="label_nonnegative"),
     CheckConstraint("sha256 ~ '^[0-9a-f]{64}$'", name="sha256_hex"),
     CheckConstraint("octet_length(pixels) = height * width * channels", name="pixels_shape"),
@@ -137,8 +154,14 @@ runs = Table(
     # the model's own hyperparameters stay in hyperparams.
     Column("trainer", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
     Column("engine", Text, nullable=False, server_default="numpy"),
+    Column("val_fraction", Double, nullable=False, server_default="0"),
+    Column("split", Text, nullable=False, server_default="hash"),
+    Column("val_size", Integer),
+    Column("val_accuracy", Double),
     CheckConstraint(_in("status", RUN_STATUSES), name="status"),
     CheckConstraint(_in("engine", ENGINES), name="engine"),
+    CheckConstraint("val_fraction >= 0 AND test_fraction + val_fraction < 1", name="val_fraction"),
+    CheckConstraint(_in("split", SPLIT_MODES), name="split"),
     CheckConstraint("cardinality(classes) >= 2", name="two_classes"),
     CheckConstraint("test_fraction > 0 AND test_fraction < 1", name="test_fraction"),
     Index(None, "dataset_id"),
@@ -232,7 +255,7 @@ evaluations = Table(
     UniqueConstraint(
         "run_id", "split", "positive_class", "threshold", postgresql_nulls_not_distinct=True
     ),
-    CheckConstraint("split IN ('train', 'test', 'all')", name="split"),
+    CheckConstraint(_in("split", (*SPLITS, "all")), name="split"),
     CheckConstraint("tp >= 0 AND fp >= 0 AND tn >= 0 AND fn >= 0", name="counts_nonnegative"),
     CheckConstraint("threshold IS NULL OR threshold BETWEEN 0 AND 1", name="threshold_range"),
 )

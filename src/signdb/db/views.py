@@ -15,9 +15,13 @@ VIEWS: dict[str, str] = {
     FROM signdb.run_metrics m
     JOIN signdb.runs r ON r.id = m.run_id""",
     "confusion": """
-    SELECT run_id, split, label AS actual, predicted, count(*) AS count
-    FROM signdb.predictions
-    GROUP BY run_id, split, label, predicted""",
+    SELECT p.run_id, p.split, p.label AS actual, p.predicted, count(*) AS count,
+           ca.name AS actual_name, cp.name AS predicted_name
+    FROM signdb.predictions p
+    JOIN signdb.runs r ON r.id = p.run_id
+    LEFT JOIN signdb.classes ca ON ca.dataset_id = r.dataset_id AND ca.label = p.label
+    LEFT JOIN signdb.classes cp ON cp.dataset_id = r.dataset_id AND cp.label = p.predicted
+    GROUP BY p.run_id, p.split, p.label, p.predicted, ca.name, cp.name""",
     "run_summary": """
     SELECT
         r.id AS run_id,
@@ -48,7 +52,16 @@ VIEWS: dict[str, str] = {
           WHERE m.run_id = r.id AND m.name = 'test_accuracy') AS best_test_accuracy,
         r.test_precision,
         r.test_recall,
-        r.test_f1
+        r.test_f1,
+        r.engine,
+        r.val_fraction,
+        r.split,
+        r.val_size,
+        r.val_accuracy,
+        (SELECT max(m.value) FROM signdb.run_metrics m
+          WHERE m.run_id = r.id AND m.name = 'val_accuracy') AS best_val_accuracy,
+        (SELECT array_agg(c.name ORDER BY c.label) FROM signdb.classes c
+          WHERE c.dataset_id = r.dataset_id AND c.label = ANY(r.classes)) AS class_names
     FROM signdb.runs r
     JOIN signdb.datasets d ON d.id = r.dataset_id""",
     "leaderboard": """

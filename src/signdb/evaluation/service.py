@@ -120,7 +120,9 @@ def predict_files(engine: Engine, run_id: int, paths: Sequence[str | Path]) -> l
         raise InvalidArgument("give at least one image file, e.g. signdb predict --run 1 a.jpg")
     run, model = load_model(engine, run_id)
     with transaction(engine, "reading the dataset's preprocessing") as session:
-        prep = ds_store.get_dataset(session, run.dataset).preprocessing
+        ds = ds_store.get_dataset(session, run.dataset)
+        names = ds_store.class_names(session, ds.id)
+    prep = ds.preprocessing
     # Every file is decoded before any is scored: a bad file fails the command
     # with the loader's error naming it.
     pixels = np.stack([load_image_file(p, prep) for p in paths])
@@ -130,6 +132,7 @@ def predict_files(engine: Engine, run_id: int, paths: Sequence[str | Path]) -> l
         {
             "path": str(path),
             "label": int(label),
+            "class": names.get(int(label), str(label)),
             "probability": float(p),
             "probabilities": {str(c): float(v) for c, v in zip(model.classes_, row, strict=True)},
         }

@@ -1,18 +1,26 @@
 """``signdb load``: images from any supported input into a dataset.
 
 The service takes an engine, owns its transactions and returns a plain
-result; it never prints. Progress is reported through an optional callback.
+result; it never prints. Progress is reported through optional callbacks.
+
+Classes: the input's class keys (folder names, label values) are resolved to
+labels (:func:`signdb.data.labels.resolve_classes`) once before anything is
+decoded, so a conflict with the dataset's classes fails fast, and again under
+the dataset's row lock in the transaction that writes the first batch, which
+also writes the new classes: concurrent loads never give one label two names.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from sqlalchemy import Engine
+from sqlalchemy.orm import Session
 
 from signdb.data.formats import Input, open_input
+from signdb.data.labels import ClassMap, resolve_classes
 from signdb.data.preprocess import Preprocessing
 from signdb.data.samples import Rejection, Sample
 from signdb.db.engine import transaction
@@ -33,7 +41,9 @@ class LoadResult(Result):
     skipped_duplicates: int = 0
     rejected: int = 0
     images: int = 0
+    classes: list[str] = field(default_factory=list)  # the dataset's class names, by label
     rejections: list[Rejection] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
 
 
 def load_dataset(
@@ -42,6 +52,7 @@ def load_dataset(
     name: str,
     prep: Preprocessing,
     *,
+    class_names: Sequence[str] | None = None,
     strict: bool = False,
     workers: int = 2,
     batch_size: int = LOAD_BATCH,
@@ -55,7 +66,8 @@ def load_dataset(
     and a re-run adds exactly the rest (identity is the pixels' sha256).
     Rejected inputs are skipped, counted and passed to ``on_reject``.
     ``strict`` runs in one transaction and aborts, writing nothing, on the
-    first rejected input. ``progress(1)`` is called per input read;
+    first rejected input. ``class_names`` names integer labels (line i of
+    ``--class-names`` names label i). ``progress(1)`` is called per input read;
     ``on_open(input)`` once the input is opened (``input.count()`` sizes a bar).
     """
     # Checked before the input is opened, which may unpack an archive.
@@ -63,6 +75,7 @@ def load_dataset(
     with open_input(path) as src:
         if on_open is not None:
             on_open(src)
+        index_names = list(class_names) if class_names is not None else src.index_names()
         stream = src.samples(prep, workers=workers)
         try:
             return load_samples(
@@ -70,11 +83,14 @@ def load_dataset(
                 stream,
                 name,
                 prep,
+                class_keys=src.class_keys(),
+                index_names=index_names,
                 strict=strict,
                 batch_size=batch_size,
                 progress=progress,
                 on_reject=on_reject,
                 origin=str(path),
+                warnings=src.warnings(),
             )
         finally:
             # On an error the decoding pool is shut down now, not whenever the
@@ -88,24 +104,33 @@ def load_samples(
     name: str,
     prep: Preprocessing,
     *,
+    class_keys: Iterable[str],
+    index_names: Sequence[str] | None = None,
     strict: bool = False,
     batch_size: int = LOAD_BATCH,
     progress: Callable[[int], None] | None = None,
     on_reject: Callable[[Rejection], None] | None = None,
     origin: str = "the input",
+    warnings: Sequence[str] = (),
 ) -> LoadResult:
     """Write already-decoded ``items`` (made with ``prep``) into dataset ``name``.
 
     The writing half of :func:`load_dataset`, with the same transaction rules;
-    ``origin`` names the input in the error raised when nothing was loaded.
+    ``class_keys`` are every class key the items use. ``origin`` names the
+    input in errors.
     """
-    _preflight(engine, name, prep, batch_size)
-    result = LoadResult(dataset=name)
+    keys = set(class_keys)
+    existing = _preflight(engine, name, prep, batch_size)
+    resolve_classes(keys, existing=existing, index_names=index_names, origin=origin)
+    result = LoadResult(dataset=name, warnings=list(warnings))
     batches = _batches(iter(items), batch_size, result, strict, progress, on_reject)
+    writer = _Writer(name, prep, keys, index_names, origin)
     if strict:
-        _write_in_one_transaction(engine, batches, name, prep, result)
+        with transaction(engine, "writing images") as session:
+            for batch in batches:
+                writer.write(session, batch, result)
     else:
-        _write_batch_per_transaction(engine, batches, name, prep, result)
+        _write_batch_per_transaction(engine, batches, writer, result)
 
     if result.added + result.skipped_duplicates == 0:
         first = result.rejections[0] if result.rejections else None
@@ -114,11 +139,14 @@ def load_samples(
             f"nothing was loaded from {origin}: {result.rejected} input(s) rejected{detail}"
         )
     with transaction(engine, "counting images") as session:
-        result.images = ds_store.count_images(session, ds_store.get_dataset(session, name).id)
+        dataset = ds_store.get_dataset(session, name)
+        result.images = ds_store.count_images(session, dataset.id)
+        result.classes = list(ds_store.class_names(session, dataset.id).values())
     return result
 
 
-def _preflight(engine: Engine, name: str, prep: Preprocessing, batch_size: int) -> None:
+def _preflight(engine: Engine, name: str, prep: Preprocessing, batch_size: int) -> dict[str, int]:
+    """Check the request; the dataset's existing classes (name -> label), if it exists."""
     ds_store.check_name(name)
     prep.validate()
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
@@ -126,8 +154,41 @@ def _preflight(engine: Engine, name: str, prep: Preprocessing, batch_size: int) 
     with transaction(engine, "looking up the dataset") as session:
         # Fail on mismatched preprocessing before decoding a single file.
         existing = ds_store.find_dataset(session, name)
-        if existing is not None:
-            ds_store.check_preprocessing(existing, prep)
+        if existing is None:
+            return {}
+        ds_store.check_preprocessing(existing, prep)
+        return ds_store.class_labels(session, existing.id)
+
+
+@dataclass
+class _Writer:
+    """Writes batches into the dataset; the first one also creates it and its new classes."""
+
+    name: str
+    prep: Preprocessing
+    keys: set[str]
+    index_names: Sequence[str] | None
+    origin: str
+    dataset: ds_store.Dataset | None = None
+    classes: ClassMap | None = None
+
+    def write(self, session: Session, batch: list[Sample], result: LoadResult) -> None:
+        if self.dataset is None:
+            # Created with the first batch, so a load that rejects everything
+            # leaves no empty dataset behind.
+            self.dataset = ds_store.get_or_create_dataset(session, self.name, self.prep)
+            ds_store.lock_dataset(session, self.dataset.id)
+            self.classes = resolve_classes(
+                self.keys,
+                existing=ds_store.class_labels(session, self.dataset.id),
+                index_names=self.index_names,
+                origin=self.origin,
+            )
+            ds_store.insert_classes(session, self.dataset.id, self.classes.new)
+        assert self.classes is not None
+        added = image_store.insert_samples(session, self.dataset, batch, self.classes.labels)
+        result.added += added
+        result.skipped_duplicates += len(batch) - added
 
 
 def _batches(
@@ -163,13 +224,8 @@ def _batches(
 
 
 def _write_batch_per_transaction(
-    engine: Engine,
-    batches: Iterator[list[Sample]],
-    name: str,
-    prep: Preprocessing,
-    result: LoadResult,
+    engine: Engine, batches: Iterator[list[Sample]], writer: _Writer, result: LoadResult
 ) -> None:
-    dataset = None
     for batch in batches:
         with transaction(engine, "writing images") as session:
             # A batch need not wait for its commit to reach the disk: a server
@@ -177,28 +233,7 @@ def _write_batch_per_transaction(
             # any interruption calls for adds them back. The barrier below makes
             # everything durable before the load reports success.
             image_store.commit_asynchronously(session)
-            # Created with the first batch, so a load that rejects everything
-            # leaves no empty dataset behind.
-            dataset = dataset or ds_store.get_or_create_dataset(session, name, prep)
-            added = image_store.insert_samples(session, dataset, batch)
-        result.added += added
-        result.skipped_duplicates += len(batch) - added
-    if dataset is not None:
+            writer.write(session, batch, result)
+    if writer.dataset is not None:
         with transaction(engine, "making the load durable") as session:
             image_store.durability_barrier(session)
-
-
-def _write_in_one_transaction(
-    engine: Engine,
-    batches: Iterator[list[Sample]],
-    name: str,
-    prep: Preprocessing,
-    result: LoadResult,
-) -> None:
-    with transaction(engine, "writing images") as session:
-        dataset = None
-        for batch in batches:
-            dataset = dataset or ds_store.get_or_create_dataset(session, name, prep)
-            added = image_store.insert_samples(session, dataset, batch)
-            result.added += added
-            result.skipped_duplicates += len(batch) - added

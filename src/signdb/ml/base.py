@@ -114,12 +114,13 @@ class Classifier:
 
     def initialize(self, input_shape: Sequence[int], classes: Sequence[int]) -> Classifier:
         """Validate hyperparameters and create fresh parameters."""
-        self._validate_common()
-        self._validate()
         if len(classes) < 2:
             raise InvalidArgument(f"need at least 2 classes, got {list(classes)}")
+        # Known before validation: a model may fit its architecture to the input.
         self.classes_ = np.asarray(list(classes))
         self.input_shape_ = tuple(int(d) for d in input_shape)
+        self._validate_common()
+        self._validate()
         self.params_ = {
             k: np.ascontiguousarray(v, dtype=DTYPE)
             for k, v in self._init_params(self.input_shape_, len(self.classes_)).items()

@@ -50,6 +50,8 @@ INIT_STREAM = 3
 DROPOUT_STREAM = 12
 
 DEFAULT_LAYERS = "conv16-pool-conv32-pool-conv64-pool-conv128-pool-dense128"
+#: ``layers="auto"`` pools no further than this: smaller feature maps lose the hand's shape.
+AUTO_MIN_SIDE = 4
 SPEC_GRAMMAR = (
     "tokens joined by '-': conv<N> or conv<N>k<K> (N filters, K x K, default 3), "
     "pool (2x2 max), gap (global average), dense<N>; e.g. " + DEFAULT_LAYERS
@@ -61,6 +63,31 @@ _TOKEN = re.compile(
 #: Rows per chunk in ``predict_proba``, to bound activation memory.
 PREDICT_CHUNK = 256
 BN_MOMENTUM = 0.9
+
+
+def fit_layers(spec: str, input_shape: tuple[int, ...]) -> list[tuple[Any, ...]]:
+    """The architecture for ``input_shape``: ``"auto"`` fits the default to the image size.
+
+    ``auto`` is :data:`DEFAULT_LAYERS` without the pools that would take the
+    feature map below 4x4 (so 64x64 images get all four, 8x8 images one). An
+    explicit spec is used as written.
+
+    >>> [t[0] for t in fit_layers("auto", (8, 8, 1))]
+    ['conv', 'pool', 'conv', 'conv', 'conv', 'dense']
+    >>> len(fit_layers("auto", (64, 64, 3))) == len(parse_layers(DEFAULT_LAYERS))
+    True
+    """
+    if spec != "auto":
+        return parse_layers(spec)
+    side = min(input_shape[:2])
+    out = []
+    for layer in parse_layers(DEFAULT_LAYERS):
+        if layer[0] == "pool":
+            if side // 2 < AUTO_MIN_SIDE:
+                continue
+            side //= 2
+        out.append(layer)
+    return out
 
 
 def parse_layers(spec: str) -> list[tuple[Any, ...]]:
@@ -108,7 +135,8 @@ class ConvNet(Classifier):
     Hyperparameters (keyword-only; the defaults are the configuration measured
     on Sign Language Digits, all 10 digits at 64x64 gray, 0.98 test accuracy):
 
-    * ``layers``: architecture spec, see the module docstring.
+    * ``layers``: architecture spec, see the module docstring; ``"auto"`` (the
+      default) is :data:`DEFAULT_LAYERS` fitted to the image size (:func:`fit_layers`).
     * ``lr``, ``optimizer`` (``"adam"``, ``"momentum"``, ``"sgd"``).
     * ``iterations``: epochs; ``batch_size``: images per step.
     * ``lr_schedule`` (``None`` or ``"step"``), ``lr_decay`` and
@@ -127,7 +155,7 @@ class ConvNet(Classifier):
     def __init__(
         self,
         *,
-        layers: str = DEFAULT_LAYERS,
+        layers: str = "auto",
         lr: float = 0.002,
         iterations: int = 20,
         batch_size: int | None = 32,
@@ -154,7 +182,7 @@ class ConvNet(Classifier):
 
     # -- hooks --------------------------------------------------------------
     def _validate(self) -> None:
-        self.spec_ = parse_layers(self.layers)
+        self.spec_ = fit_layers(self.layers, self.input_shape_)
         if not (isinstance(self.l2, (int, float)) and self.l2 >= 0):
             raise InvalidArgument(f"l2 must be >= 0, got {self.l2!r}; pass e.g. 1e-4")
         if not (isinstance(self.dropout, (int, float)) and 0 <= self.dropout < 1):

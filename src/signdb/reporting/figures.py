@@ -51,7 +51,9 @@ def learning_figure(series: dict[str, tuple[list[int], list[float]]]) -> str:
     return png(fig)
 
 
-def confusion_figure(classes: list[int], cells: list[tuple[int, int, int]]) -> str:
+def confusion_figure(
+    classes: list[int], cells: list[tuple[int, int, int]], names: dict[int, str] | None = None
+) -> str:
     index = {c: i for i, c in enumerate(classes)}
     matrix = np.zeros((len(classes), len(classes)), dtype=np.int64)
     for actual, predicted, n in cells:
@@ -61,8 +63,9 @@ def confusion_figure(classes: list[int], cells: list[tuple[int, int, int]]) -> s
     image = ax.imshow(matrix, cmap="Blues")
     fig.colorbar(image, ax=ax)
     ticks = range(len(classes))
-    ax.set_xticks(ticks, [str(c) for c in classes])
-    ax.set_yticks(ticks, [str(c) for c in classes])
+    labels = [(names or {}).get(c, str(c)) for c in classes]
+    ax.set_xticks(ticks, labels, rotation=45 if max(map(len, labels)) > 3 else 0, ha="right")
+    ax.set_yticks(ticks, labels)
     ax.set_xlabel("predicted")
     ax.set_ylabel("actual")
     half = matrix.max() / 2 if matrix.size else 0

@@ -18,6 +18,7 @@ from signdb.errors import InvalidArgument
 from signdb.evaluation import evaluate
 from signdb.reporting import figures, page
 from signdb.reporting.figures import SPLIT, fmt
+from signdb.store import datasets as ds_store
 from signdb.store import evaluations as eval_store
 from signdb.store import predictions as prediction_store
 from signdb.store import runs as run_store
@@ -34,6 +35,7 @@ def write_report(
         raise InvalidArgument(f"--threshold must be between 0 and 1, got {threshold}")
     with transaction(engine, f"reading run {run_id}") as session:
         run = run_store.get_run(session, run_id)
+        names = ds_store.class_names(session, run.dataset_id)
         evaluated = eval_store.has_evaluation(session, run_id, SPLIT)
     if not evaluated:
         evaluate(engine, run_id, split=SPLIT)
@@ -47,9 +49,14 @@ def write_report(
 
     pr_src, roc_src, caption = figures.curve_figures(rows, threshold)
     learning = figures.learning_figure(series)
-    confusion = figures.confusion_figure(run.classes, cells)
+    confusion = figures.confusion_figure(run.classes, cells, names)
     tiles = [
-        {**w, "src": figures.thumbnail(w["pixels"], w["height"], w["width"], w["channels"])}
+        {
+            **w,
+            "label": names.get(w["label"], w["label"]),
+            "predicted": names.get(w["predicted"], w["predicted"]),
+            "src": figures.thumbnail(w["pixels"], w["height"], w["width"], w["channels"]),
+        }
         for w in wrong
     ]
     panels = [
@@ -64,11 +71,11 @@ def write_report(
         "name": run.name,
         "dataset": run.dataset,
         "model": run.model,
-        "classes": run.classes,
+        "classes": ", ".join(names.get(c, str(c)) for c in run.classes),
         "status": run.status,
         "seed": run.seed,
-        "test fraction": run.test_fraction,
-        "train / test images": f"{run.train_size} / {run.test_size}",
+        "train / val / test images": f"{run.train_size} / {run.val_size} / {run.test_size}",
+        "split": f"{run.split} (test fraction {run.test_fraction}, val {run.val_fraction})",
         "steps": f"{run.steps_done} of {run.total_steps}",
         "train accuracy": run.train_accuracy,
         "test accuracy": run.test_accuracy,
@@ -83,6 +90,7 @@ def write_report(
     title = f"signdb run {run.id}" + (f": {run.name}" if run.name else "")
     lead = (
         f"{html.escape(run.model)} on {html.escape(run.dataset)}, classes "
-        f"{html.escape(', '.join(map(str, run.classes)))}. {html.escape(caption)}"
+        f"{html.escape(', '.join(names.get(c, str(c)) for c in run.classes))}. "
+        f"{html.escape(caption)}"
     )
     return page.write_page(out_dir, page.page(title, lead, panels, facts))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shlex
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -11,8 +12,14 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
 from signdb.data.preprocess import Preprocessing
-from signdb.data.splits import check_fraction
-from signdb.db.schema import datasets, images
+from signdb.data.splits import (
+    SPLITS,
+    SplitPlan,
+    check_fractions,
+    check_mode,
+    plan_split,
+)
+from signdb.db.schema import classes, datasets, images
 from signdb.errors import InputError, InvalidArgument, NotFound
 
 
@@ -32,16 +39,28 @@ class DatasetSummary:
     images: int
     labels: dict[int, int]
     preprocessing: dict[str, Any]
+    class_names: dict[int, str] = field(default_factory=dict)
     splits: dict[str, dict[int, int]] = field(default_factory=dict)
+    split: dict[str, Any] = field(default_factory=dict)  # the SplitPlan the counts follow
 
     def as_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
             "name": self.name,
             "images": self.images,
             "labels": {str(k): v for k, v in sorted(self.labels.items())},
+            "classes": [
+                {
+                    "label": label,
+                    "name": self.class_names.get(label, str(label)),
+                    "images": n,
+                    **{s: self.splits.get(s, {}).get(label, 0) for s in self.splits},
+                }
+                for label, n in sorted(self.labels.items())
+            ],
             "preprocessing": self.preprocessing,
         }
         if self.splits:
+            out["split"] = self.split
             out["splits"] = {
                 s: {str(k): v for k, v in sorted(c.items())} for s, c in self.splits.items()
             }
@@ -127,6 +146,39 @@ def get_or_create_dataset(session: Session, name: str, prep: Preprocessing) -> D
     return check_preprocessing(get_dataset(session, name), prep)
 
 
+def lock_dataset(session: Session, dataset_id: int) -> None:
+    """Serialise loads into one dataset while they assign labels to new class names."""
+    session.execute(
+        text("SELECT 1 FROM signdb.datasets WHERE id = :d FOR UPDATE"), {"d": dataset_id}
+    )
+
+
+def class_labels(session: Session, dataset_id: int) -> dict[str, int]:
+    """The dataset's classes as name -> label."""
+    rows = session.execute(
+        select(classes.c.name, classes.c.label).where(classes.c.dataset_id == dataset_id)
+    )
+    return {name: label for name, label in rows}
+
+
+def class_names(session: Session, dataset_id: int) -> dict[int, str]:
+    """The dataset's classes as label -> name, by label."""
+    rows = session.execute(
+        select(classes.c.label, classes.c.name)
+        .where(classes.c.dataset_id == dataset_id)
+        .order_by(classes.c.label)
+    )
+    return {label: name for label, name in rows}
+
+
+def insert_classes(session: Session, dataset_id: int, new: dict[int, str]) -> None:
+    if new:
+        session.execute(
+            insert(classes),
+            [{"dataset_id": dataset_id, "label": k, "name": v} for k, v in sorted(new.items())],
+        )
+
+
 def count_images(session: Session, dataset_id: int) -> int:
     return session.scalar(select(func.count()).where(images.c.dataset_id == dataset_id)) or 0
 
@@ -141,22 +193,59 @@ def label_counts(session: Session, dataset_id: int) -> dict[int, int]:
     return {label: n for label, n in rows}
 
 
-def split_counts(
-    session: Session, dataset_id: int, seed: int, test_fraction: float
-) -> dict[str, dict[int, int]]:
-    check_seed(seed)
-    check_fraction(test_fraction)
+# The split of image i under a SplitPlan: the one rule that dataset summaries
+# and run assignments share, equal to signdb.split_of for hash plans. The
+# fraction u is computed once per image (OFFSET 0 keeps the planner from
+# copying the expression into each comparison). Explicit casts: the driver may
+# bind a Python int as int8 or numeric, and the SQL functions take integer and
+# double precision.
+SPLIT_SOURCE = """signdb.images i CROSS JOIN LATERAL (
+        SELECT signdb.split_fraction(i.sha256, CAST(:seed AS integer)) AS u OFFSET 0) AS f"""
+SPLIT_EXPRESSION = """
+    CASE WHEN CAST(:fixed AS boolean) THEN
+        CASE WHEN i.split = 'train' AND CAST(:carve AS boolean)
+                  AND f.u < CAST(:vf AS double precision)
+             THEN 'val' ELSE i.split END
+         WHEN f.u < CAST(:tf AS double precision) THEN 'test'
+         WHEN f.u < CAST(:tf AS double precision) + CAST(:vf AS double precision) THEN 'val'
+         ELSE 'train' END"""
+
+
+def split_params(plan: SplitPlan) -> dict[str, Any]:
+    return {
+        "fixed": plan.mode == "fixed",
+        "carve": plan.carve_val,
+        "seed": plan.seed,
+        "tf": plan.test_fraction,
+        "vf": plan.val_fraction,
+    }
+
+
+def fixed_split_coverage(
+    session: Session, dataset_id: int, labels: Sequence[int] | None = None
+) -> tuple[int, int, int]:
+    """(images, images with a fixed split, fixed val images) of the dataset's ``labels``."""
+    row = session.execute(
+        text(
+            "SELECT count(*), count(split), count(*) FILTER (WHERE split = 'val') "
+            "FROM signdb.images WHERE dataset_id = :ds "
+            "AND (CAST(:labels AS integer[]) IS NULL OR label = ANY(:labels))"
+        ),
+        {"ds": dataset_id, "labels": None if labels is None else list(labels)},
+    ).one()
+    return int(row[0]), int(row[1]), int(row[2])
+
+
+def split_counts(session: Session, dataset_id: int, plan: SplitPlan) -> dict[str, dict[int, int]]:
+    """Images per split and label under ``plan``."""
     rows = session.execute(
         text(
-            # Explicit casts: the driver may bind a Python int as int8 or
-            # numeric, and split_of(text, integer, double precision) must match.
-            "SELECT signdb.split_of(sha256, CAST(:seed AS integer), "
-            "CAST(:frac AS double precision)) AS split, label, count(*) "
-            "FROM signdb.images WHERE dataset_id = :ds GROUP BY 1, 2 ORDER BY 1, 2"
+            f"SELECT {SPLIT_EXPRESSION} AS split, i.label, count(*) "  # noqa: S608 - constant
+            f"FROM {SPLIT_SOURCE} WHERE i.dataset_id = :ds GROUP BY 1, 2 ORDER BY 1, 2"
         ),
-        {"seed": seed, "frac": test_fraction, "ds": dataset_id},
+        {**split_params(plan), "ds": dataset_id},
     )
-    out: dict[str, dict[int, int]] = {"train": {}, "test": {}}
+    out: dict[str, dict[int, int]] = {split: {} for split in SPLITS}
     for split, label, n in rows:
         out[split][label] = n
     return out
@@ -173,21 +262,45 @@ def check_seed(seed: int) -> int:
 
 
 def summarize(
-    session: Session, name: str, *, seed: int | None = None, test_fraction: float | None = None
+    session: Session,
+    name: str,
+    *,
+    mode: str | None = None,
+    seed: int = 42,
+    test_fraction: float = 0.15,
+    val_fraction: float = 0.0,
 ) -> DatasetSummary:
-    if seed is not None:
+    """Images per class, and per split under ``--split mode`` (no split counts when None)."""
+    if mode is not None:
         # A bad flag is reported as such, whether or not the dataset exists.
         check_seed(seed)
-        check_fraction(test_fraction)
+        check_fractions(test_fraction, val_fraction)
+        check_mode(mode)
     ds = get_dataset(session, name)
     labels = label_counts(session, ds.id)
-    splits = split_counts(session, ds.id, seed, test_fraction) if seed is not None else {}
+    splits: dict[str, dict[int, int]] = {}
+    plan_dict: dict[str, Any] = {}
+    if mode is not None:
+        total, with_split, fixed_val = fixed_split_coverage(session, ds.id)
+        plan = plan_split(
+            mode,
+            seed=seed,
+            test_fraction=test_fraction,
+            val_fraction=val_fraction,
+            images=total,
+            with_split=with_split,
+            fixed_val=fixed_val,
+            what=f"dataset {name!r}",
+        )
+        splits, plan_dict = split_counts(session, ds.id, plan), plan.as_dict()
     return DatasetSummary(
         name=ds.name,
         images=sum(labels.values()),
         labels=labels,
         preprocessing=ds.preprocessing.as_dict(),
+        class_names=class_names(session, ds.id),
         splits=splits,
+        split=plan_dict,
     )
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -15,12 +15,18 @@ from signdb.errors import InputError
 from signdb.store.copy import copy_rows, raw_connection
 from signdb.store.datasets import Dataset
 
-# Binary COPY types of: label, pixels, height, width, channels, sha256, source.
-_TYPES = ["int4", "bytea", "int2", "int2", "int2", "text", "text"]
+# Binary COPY types of: label, pixels, height, width, channels, sha256, source, split.
+_TYPES = ["int4", "bytea", "int2", "int2", "int2", "text", "text", "text"]
+_COLUMNS = "label, pixels, height, width, channels, sha256, source, split"
 
 
-def insert_samples(session: Session, dataset: Dataset, samples: Sequence[Sample]) -> int:
+def insert_samples(
+    session: Session, dataset: Dataset, samples: Sequence[Sample], labels: Mapping[str, int]
+) -> int:
     """COPY a batch into the dataset; images whose pixels are already there are skipped.
+
+    ``labels`` maps each sample's class key to its label (see
+    :func:`signdb.data.labels.resolve_classes`).
 
     Returns how many rows were added. Identity is the pixels' sha256, so a
     re-run, or a run after a killed one, adds exactly what is missing. Of
@@ -36,11 +42,17 @@ def insert_samples(session: Session, dataset: Dataset, samples: Sequence[Sample]
         return 0
     _check_shapes(dataset, samples)
     conn = raw_connection(session)
+    # One probe of the unique (dataset_id, sha256) index per image. LIMIT keeps the
+    # planner from flattening the lookup into a join: on a table that grew since it
+    # was last analysed, it would scan every row of the dataset per batch instead,
+    # and a 50,000-image load would spend most of its time here.
     existing = {
         sha
         for (sha,) in conn.execute(
-            "SELECT sha256 FROM signdb.images WHERE dataset_id = %s AND sha256 = ANY(%s)",
-            [dataset.id, [s.sha256 for s in samples]],
+            "SELECT s.sha FROM unnest(%s::text[]) AS s(sha), LATERAL ("
+            "SELECT 1 FROM signdb.images i WHERE i.dataset_id = %s AND i.sha256 = s.sha LIMIT 1"
+            ") AS hit",
+            [[s.sha256 for s in samples], dataset.id],
         )
     }
     new: dict[str, Sample] = {}
@@ -56,20 +68,19 @@ def insert_samples(session: Session, dataset: Dataset, samples: Sequence[Sample]
     try:
         copy_rows(
             conn,
-            "COPY signdb.images (dataset_id, label, pixels, height, width, channels, sha256, source) "
-            "FROM STDIN (FORMAT BINARY)",
+            f"COPY signdb.images (dataset_id, {_COLUMNS}) FROM STDIN (FORMAT BINARY)",
             ["int4", *_TYPES],
-            ((dataset.id, *_values(s)) for s in rows),
+            ((dataset.id, *_values(s, labels)) for s in rows),
         )
     except psycopg.errors.UniqueViolation:
         conn.execute("ROLLBACK TO SAVEPOINT signdb_copy")
-        return _insert_via_staging(conn, dataset, rows)
+        return _insert_via_staging(conn, dataset, rows, labels)
     conn.execute("RELEASE SAVEPOINT signdb_copy")
     return len(rows)
 
 
-def _values(s: Sample) -> tuple:
-    return (s.label, s.pixels.tobytes(), *s.pixels.shape, s.sha256, s.source)
+def _values(s: Sample, labels: Mapping[str, int]) -> tuple:
+    return (labels[s.class_key], s.pixels.tobytes(), *s.pixels.shape, s.sha256, s.source, s.split)
 
 
 def _check_shapes(dataset: Dataset, samples: Sequence[Sample]) -> None:
@@ -83,7 +94,9 @@ def _check_shapes(dataset: Dataset, samples: Sequence[Sample]) -> None:
             )
 
 
-def _insert_via_staging(conn: psycopg.Connection, dataset: Dataset, rows: list[Sample]) -> int:
+def _insert_via_staging(
+    conn: psycopg.Connection, dataset: Dataset, rows: list[Sample], labels: Mapping[str, int]
+) -> int:
     """The race-safe path: COPY into a temp table, then move what is still missing."""
     # A temp table lives as long as the pooled connection, so it is created
     # once per connection; ON COMMIT empties it, and so does the TRUNCATE for
@@ -91,22 +104,19 @@ def _insert_via_staging(conn: psycopg.Connection, dataset: Dataset, rows: list[S
     conn.execute(
         "CREATE TEMP TABLE IF NOT EXISTS signdb_images_staging "
         "(label int, pixels bytea, height smallint, width smallint, channels smallint, "
-        "sha256 text, source text) ON COMMIT DELETE ROWS"
+        "sha256 text, source text, split text) ON COMMIT DELETE ROWS"
     )
     conn.execute("TRUNCATE signdb_images_staging")
     copy_rows(
         conn,
-        "COPY signdb_images_staging (label, pixels, height, width, channels, sha256, source) "
-        "FROM STDIN (FORMAT BINARY)",
+        f"COPY signdb_images_staging ({_COLUMNS}) FROM STDIN (FORMAT BINARY)",
         _TYPES,
-        (_values(s) for s in rows),
+        (_values(s, labels) for s in rows),
     )
     # rows are distinct and sorted by sha256; ORDER BY keeps the lock order.
     cur = conn.execute(
-        "INSERT INTO signdb.images "
-        "(dataset_id, label, pixels, height, width, channels, sha256, source) "
-        "SELECT %s, label, pixels, height, width, channels, sha256, source "
-        "FROM signdb_images_staging ORDER BY sha256 "
+        f"INSERT INTO signdb.images (dataset_id, {_COLUMNS}) "  # noqa: S608 - constant columns
+        f"SELECT %s, {_COLUMNS} FROM signdb_images_staging ORDER BY sha256 "
         "ON CONFLICT (dataset_id, sha256) DO NOTHING",
         [dataset.id],
     )

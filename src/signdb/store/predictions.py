@@ -10,8 +10,8 @@ from sqlalchemy.orm import Session
 
 from signdb.store.copy import copy_rows, raw_connection
 
-#: The splits ``signdb evaluate --split`` accepts; "all" evaluates train and test together.
-EVAL_SPLITS = ("test", "train", "all")
+#: The splits ``signdb evaluate --split`` accepts; "all" evaluates every split together.
+EVAL_SPLITS = ("test", "val", "train", "all")
 
 _PREDICTIONS_COPY = (
     "COPY signdb.predictions (run_id, image_id, split, label, predicted, probability) "
@@ -22,7 +22,7 @@ _PREDICTION_TYPES = ["int8", "int8", "text", "int4", "int4", "float8"]
 
 def image_splits(split: str) -> list[str]:
     """The ``run_images`` splits an evaluation split covers."""
-    return ["train", "test"] if split == "all" else [split]
+    return ["train", "val", "test"] if split == "all" else [split]
 
 
 def delete_predictions(session: Session, run_id: int, split: str) -> None:

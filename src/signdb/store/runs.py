@@ -10,8 +10,10 @@ from typing import Any
 from sqlalchemy import text, update
 from sqlalchemy.orm import Session
 
+from signdb.data.splits import SPLITS, SplitPlan
 from signdb.db.schema import runs
 from signdb.errors import NotFound
+from signdb.store.datasets import SPLIT_EXPRESSION, SPLIT_SOURCE, split_params
 
 
 @dataclass(frozen=True)
@@ -27,6 +29,8 @@ class Run:
     engine: str
     seed: int
     test_fraction: float
+    val_fraction: float
+    split: str  # hash or fixed
     status: str  # effective: a running run with a stale heartbeat reads "interrupted"
     stored_status: str
     started_at: datetime | None
@@ -37,6 +41,7 @@ class Run:
     code_version: str | None
     host: str | None
     train_size: int | None
+    val_size: int | None
     test_size: int | None
     total_steps: int | None
     steps_done: int
@@ -52,9 +57,11 @@ class Run:
 _RUN_COLUMNS = """
     r.id, r.dataset_id, d.name AS dataset, r.name, r.model, r.classes, r.hyperparams,
     r.trainer, r.engine, r.seed,
-    r.test_fraction, signdb.effective_status(r.status, r.heartbeat_at) AS status,
+    r.test_fraction, r.val_fraction, r.split,
+    signdb.effective_status(r.status, r.heartbeat_at) AS status,
     r.status AS stored_status, r.started_at, r.finished_at, r.heartbeat_at, r.error,
-    r.dataset_fingerprint, r.code_version, r.host, r.train_size, r.test_size, r.total_steps,
+    r.dataset_fingerprint, r.code_version, r.host, r.train_size, r.val_size, r.test_size,
+    r.total_steps,
     r.steps_done, r.train_accuracy, r.test_accuracy
 """
 
@@ -74,6 +81,8 @@ def create_run(
     code_version: str,
     host: str,
     pid: int,
+    val_fraction: float = 0.0,
+    split: str = "hash",
 ) -> int:
     return session.execute(
         runs.insert()
@@ -87,6 +96,8 @@ def create_run(
             engine=engine,
             seed=seed,
             test_fraction=test_fraction,
+            val_fraction=val_fraction,
+            split=split,
             status="running",
             started_at=text("now()"),
             heartbeat_at=text("now()"),
@@ -99,20 +110,19 @@ def create_run(
 
 
 def assign_images(
-    session: Session, run_id: int, dataset_id: int, classes: list[int]
+    session: Session, run_id: int, dataset_id: int, classes: list[int], plan: SplitPlan
 ) -> dict[str, int]:
-    """Record the run's train/test images (by the split rule) and its data fingerprint."""
+    """Record the run's train/val/test images (under ``plan``) and its data fingerprint."""
     session.execute(
         text(
-            "INSERT INTO signdb.run_images (run_id, image_id, split) "
-            "SELECT r.id, i.id, signdb.split_of(i.sha256, r.seed, r.test_fraction) "
-            "FROM signdb.runs r JOIN signdb.images i ON i.dataset_id = r.dataset_id "
-            "WHERE r.id = :run AND i.label = ANY(:classes)"
+            "INSERT INTO signdb.run_images (run_id, image_id, split) "  # noqa: S608 - constant
+            f"SELECT CAST(:run AS bigint), i.id, {SPLIT_EXPRESSION} "
+            f"FROM {SPLIT_SOURCE} WHERE i.dataset_id = :ds AND i.label = ANY(:classes)"
         ),
-        {"run": run_id, "classes": classes},
+        {**split_params(plan), "run": run_id, "ds": dataset_id, "classes": classes},
     )
     digest = hashlib.sha256()
-    sizes = {"train": 0, "test": 0}
+    sizes = dict.fromkeys(SPLITS, 0)
     rows = session.execute(
         text(
             "SELECT i.sha256, ri.split FROM signdb.run_images ri "
@@ -129,6 +139,7 @@ def assign_images(
         .values(
             dataset_fingerprint=digest.hexdigest(),
             train_size=sizes["train"],
+            val_size=sizes["val"],
             test_size=sizes["test"],
         )
     )
@@ -141,7 +152,7 @@ def split_sizes(session: Session, run_id: int) -> dict[str, int]:
         text("SELECT split, count(*) FROM signdb.run_images WHERE run_id = :r GROUP BY split"),
         {"r": run_id},
     )
-    return {"train": 0, "test": 0, **dict(rows.all())}
+    return {**dict.fromkeys(SPLITS, 0), **dict(rows.all())}
 
 
 def lock_run(session: Session, run_id: int) -> None:
@@ -200,10 +211,17 @@ def record_progress(
 
 
 def record_accuracy(
-    session: Session, run_id: int, *, train: float | None, test: float | None
+    session: Session,
+    run_id: int,
+    *,
+    train: float | None,
+    test: float | None,
+    val: float | None = None,
 ) -> None:
     session.execute(
-        update(runs).where(runs.c.id == run_id).values(train_accuracy=train, test_accuracy=test)
+        update(runs)
+        .where(runs.c.id == run_id)
+        .values(train_accuracy=train, test_accuracy=test, val_accuracy=val)
     )
 
 

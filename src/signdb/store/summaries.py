@@ -10,9 +10,10 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 _COLUMNS = (
-    "run_id, name, dataset, model, classes, hyperparams, seed, test_fraction, status, error, "
-    "started_at, finished_at, steps_done, total_steps, train_size, test_size, dataset_fingerprint, "
-    "code_version, final_cost, train_accuracy, test_accuracy, best_test_accuracy, "
+    "run_id, name, dataset, model, engine, classes, class_names, hyperparams, seed, split, "
+    "test_fraction, val_fraction, status, error, started_at, finished_at, steps_done, total_steps, "
+    "train_size, val_size, test_size, dataset_fingerprint, code_version, final_cost, "
+    "train_accuracy, val_accuracy, test_accuracy, best_val_accuracy, best_test_accuracy, "
     "test_precision, test_recall, test_f1"
 )
 _LIST = text(

@@ -66,23 +66,44 @@ def latest_step(session: Session, run_id: int, *, final_only: bool = False) -> i
 
 
 def load_tensors(
-    session: Session, run_id: int, step: int | None = None
+    session: Session, run_id: int, step: int | None = None, *, optimizer: bool = True
 ) -> tuple[int, dict[str, np.ndarray]]:
-    """(step, tensors) of a checkpoint; by default the latest one."""
+    """(step, tensors) of a checkpoint; by default the latest one.
+
+    ``optimizer=False`` leaves out the optimizer state (``optim.*``), which only
+    a resumed run needs: scoring a model reads a third of the data.
+    """
     if step is None:
         step = latest_step(session, run_id)
         if step is None:
             raise NotFound(f"run {run_id} has no stored weights; it never reached a checkpoint")
+    # array_send: the array in PostgreSQL's binary format, decoded by numpy in one
+    # pass; the text form would be parsed float by float into a Python list.
     rows = session.execute(
-        text("SELECT tensor, shape, data FROM signdb.weights WHERE run_id = :r AND step = :s"),
-        {"r": run_id, "s": step},
+        text(
+            "SELECT tensor, shape, array_send(data) FROM signdb.weights "
+            "WHERE run_id = :r AND step = :s AND (:optim OR tensor NOT LIKE 'optim.%')"
+        ),
+        {"r": run_id, "s": step, "optim": optimizer},
     )
-    tensors = {
-        name: np.asarray(data, dtype=np.float32).reshape(shape) for name, shape, data in rows
-    }
+    tensors = {name: decode_float4_array(raw).reshape(shape) for name, shape, raw in rows}
     if not tensors:
         raise NotFound(f"run {run_id} has no weights at step {step}")
     return step, tensors
+
+
+def decode_float4_array(raw: bytes) -> np.ndarray:
+    """A one-dimensional real[] without NULLs from ``array_send`` bytes, as float32."""
+    header = np.frombuffer(raw, ">i4", count=3)
+    ndim, has_nulls = int(header[0]), int(header[1])
+    if ndim == 0:
+        return np.zeros(0, np.float32)
+    if ndim != 1 or has_nulls:
+        raise ValueError(f"expected a flat real[] without NULLs, got {ndim} dimensions")
+    n = int(np.frombuffer(raw, ">i4", count=1, offset=12)[0])
+    # After the 20-byte header: (4-byte length, 4-byte value) per element.
+    elements = np.frombuffer(raw, [("len", ">i4"), ("value", ">f4")], count=n, offset=20)
+    return elements["value"].astype(np.float32)
 
 
 def discard_after(session: Session, run_id: int, step: int) -> None:

@@ -5,7 +5,7 @@ from signdb.tracking.listing import list_runs, show_run
 from signdb.tracking.logger import Heartbeat, MetricLogger
 from signdb.tracking.provenance import code_version
 from signdb.tracking.run import Run
-from signdb.tracking.start import reopen_run, resolve_classes, start_run
+from signdb.tracking.start import reopen_run, run_classes, start_run
 
 __all__ = [
     "Heartbeat",
@@ -16,7 +16,7 @@ __all__ = [
     "list_runs",
     "order_key",
     "reopen_run",
-    "resolve_classes",
+    "run_classes",
     "show_run",
     "start_run",
 ]

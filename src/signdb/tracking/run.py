@@ -182,11 +182,13 @@ class Run:
             ),
         )
 
-    def record_accuracy(self, *, train: float | None, test: float | None) -> None:
+    def record_accuracy(
+        self, *, train: float | None, test: float | None, val: float | None = None
+    ) -> None:
         """The headline accuracies ``run_summary`` shows for a built-in run."""
         self._write(
             "recording accuracy",
-            lambda s: run_store.record_accuracy(s, self.id, train=train, test=test),
+            lambda s: run_store.record_accuracy(s, self.id, train=train, test=test, val=val),
         )
 
     # -- reading ---------------------------------------------------------------------
@@ -245,8 +247,8 @@ def _check_step(step: object) -> int:
 
 
 def _check_split(split: str) -> str:
-    if split not in ("train", "test"):
-        raise InvalidArgument(f"split must be train or test, got {split!r}")
+    if split not in ("train", "val", "test"):
+        raise InvalidArgument(f"split must be train, val or test, got {split!r}")
     return split
 
 

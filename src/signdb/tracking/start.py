@@ -14,7 +14,7 @@ from typing import Any
 
 from sqlalchemy import Engine
 
-from signdb.data.splits import check_fraction
+from signdb.data.splits import SplitPlan, check_fractions, check_mode, plan_split
 from signdb.db.engine import transaction
 from signdb.errors import InvalidArgument
 from signdb.store import datasets as ds_store
@@ -25,20 +25,45 @@ from signdb.tracking.provenance import code_version
 from signdb.tracking.run import Run
 
 
-def resolve_classes(
-    requested: Sequence[int] | None, labels: dict[int, int], dataset: str
+def run_classes(
+    requested: Sequence[int | str] | None,
+    names: dict[int, str],
+    labels: dict[int, int],
+    dataset: str,
 ) -> list[int]:
-    """The run's classes, sorted: ``None`` means every label of the dataset."""
-    classes = sorted(labels) if requested is None else list(requested)
-    missing = [c for c in classes if c not in labels]
-    if missing:
+    """The run's labels, sorted. ``requested`` holds names or labels; None means every class.
+
+    A class is found by name first, then by label, so ``--classes cat,dog`` and
+    ``--classes 0,1`` both work, and digits named "0".."9" are the same either way.
+    """
+    by_name = {name: label for label, name in names.items()}
+    if requested is None:
+        chosen = sorted(labels)
+    else:
+        chosen = []
+        for item in requested:
+            key = str(item).strip()
+            if key in by_name:
+                chosen.append(by_name[key])
+            elif key.lstrip("-").isdigit() and int(key) in names:
+                chosen.append(int(key))
+            else:
+                known = ", ".join(names[k] for k in sorted(names)[:12])
+                raise InvalidArgument(
+                    f"class {key!r} is not in dataset {dataset!r}, whose classes are {known}"
+                    f"{', ...' if len(names) > 12 else ''}; pass e.g. --classes "
+                    f"{','.join(names[k] for k in sorted(names)[:2])}"
+                )
+    empty = [names.get(c, str(c)) for c in chosen if not labels.get(c)]
+    if empty:
         raise InvalidArgument(
-            f"class {missing[0]} is not in dataset {dataset!r}, whose labels are "
-            f"{', '.join(map(str, sorted(labels)))}; pass e.g. --classes 0,1"
+            f"class {empty[0]!r} of dataset {dataset!r} has no images; load some or leave it out"
         )
-    if len(set(classes)) != len(classes) or len(classes) < 2:
-        raise InvalidArgument(f"--classes needs at least two distinct labels, got {classes}")
-    return sorted(classes)
+    if len(set(chosen)) != len(chosen) or len(chosen) < 2:
+        raise InvalidArgument(
+            f"--classes needs at least two distinct classes, got {list(requested)}"
+        )
+    return sorted(chosen)
 
 
 def start_run(
@@ -46,10 +71,12 @@ def start_run(
     *,
     dataset: str,
     model: str,
-    classes: Sequence[int] | None = None,
+    classes: Sequence[int | str] | None = None,
     params: dict[str, Any] | None = None,
     seed: int = 42,
     test_fraction: float = 0.15,
+    val_fraction: float = 0.0,
+    split: str = "auto",
     name: str | None = None,
     engine_name: str = "external",
     trainer: dict[str, Any] | None = None,
@@ -62,36 +89,33 @@ def start_run(
         ds_store.check_name(name, "run name")
     if not isinstance(model, str) or not model.strip():
         raise InvalidArgument(f"model must be a non-empty name, got {model!r}")
-    check_fraction(test_fraction)
+    check_fractions(test_fraction, val_fraction)
+    check_mode(split)
     ds_store.check_seed(seed)
     with transaction(engine, "starting a run") as session:
         ds = ds_store.get_dataset(session, dataset)
         labels = ds_store.label_counts(session, ds.id)
-        run_classes = resolve_classes(classes, labels, dataset)
-        splits = ds_store.split_counts(session, ds.id, seed, test_fraction)
-        for split in ("train", "test"):
-            if sum(splits[split].get(c, 0) for c in run_classes) == 0:
-                raise InvalidArgument(
-                    f"the {split} split of {dataset!r} for classes {run_classes} is empty with "
-                    f"--test-fraction {test_fraction} --seed {seed}; load more images or "
-                    "change the fraction"
-                )
+        chosen = run_classes(classes, ds_store.class_names(session, ds.id), labels, dataset)
+        plan = _plan(session, ds.id, chosen, split, seed, test_fraction, val_fraction, dataset)
         run_id = run_store.create_run(
             session,
             dataset_id=ds.id,
             name=name,
             model=model,
-            classes=run_classes,
+            classes=chosen,
             hyperparams=dict(params or {}),
             trainer=dict(trainer or {}),
             engine=engine_name,
             seed=seed,
             test_fraction=test_fraction,
+            val_fraction=val_fraction,
+            split=plan.mode,
             code_version=code_version(),
             host=socket.gethostname(),
             pid=os.getpid(),
         )
-        run_store.assign_images(session, run_id, ds.id, run_classes)
+        sizes = run_store.assign_images(session, run_id, ds.id, chosen, plan)
+        _check_sizes(sizes, plan, dataset, chosen)  # raising rolls the run back
         record = run_store.get_run(session, run_id)
     return Run(
         engine,
@@ -101,6 +125,44 @@ def start_run(
         signals=signals,
         resume_hint=resume_hint,
     )
+
+
+def _plan(
+    session: Any,
+    dataset_id: int,
+    classes: list[int],
+    split: str,
+    seed: int,
+    test_fraction: float,
+    val_fraction: float,
+    dataset: str,
+) -> SplitPlan:
+    total, with_split, fixed_val = ds_store.fixed_split_coverage(session, dataset_id, classes)
+    return plan_split(
+        split,
+        seed=seed,
+        test_fraction=test_fraction,
+        val_fraction=val_fraction,
+        images=total,
+        with_split=with_split,
+        fixed_val=fixed_val,
+        what=f"dataset {dataset!r} for the chosen classes",
+    )
+
+
+def _check_sizes(sizes: dict[str, int], plan: SplitPlan, dataset: str, classes: list[int]) -> None:
+    flags = (
+        f"--test-fraction {plan.test_fraction} --val-fraction {plan.val_fraction} --seed {plan.seed}"
+        if plan.mode == "hash"
+        else "its fixed split"
+    )
+    wanted = ["train", "test"] + (["val"] if plan.val_fraction > 0 else [])
+    for split in wanted:
+        if sizes[split] == 0:
+            raise InvalidArgument(
+                f"the {split} split of {dataset!r} for classes {classes} is empty with {flags}; "
+                "load more images or change the fractions"
+            )
 
 
 def reopen_run(

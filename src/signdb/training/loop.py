@@ -33,6 +33,7 @@ class LoopOutcome:
     steps: int
     final_cost: float | None
     train_accuracy: float | None
+    val_accuracy: float | None
     test_accuracy: float | None
 
 
@@ -89,7 +90,7 @@ def _loop(
             if i < skip:
                 continue
             if step % eval_every == 0:
-                run.log(step, test_accuracy=accuracy(model, data, "test"))
+                run.log(step, **held_out(model, data))
             try:
                 result = model.train_step(X, y, step)
             except SignDBError:
@@ -120,8 +121,16 @@ def _loop(
                 run.checkpoint(step, model.state_dict(), final=False, total_steps=total)
                 last_checkpoint = time.monotonic()
     train_acc = accuracy(model, data, "train")
-    test_acc = accuracy(model, data, "test")
-    run.log(total, test_accuracy=test_acc)
+    final = held_out(model, data)
+    run.log(total, **final)
     run.checkpoint(total, model.state_dict(), final=True, total_steps=total)
-    run.record_accuracy(train=train_acc, test=test_acc)
-    return LoopOutcome(total, cost, train_acc, test_acc)
+    run.record_accuracy(train=train_acc, val=final.get("val_accuracy"), test=final["test_accuracy"])
+    return LoopOutcome(total, cost, train_acc, final.get("val_accuracy"), final["test_accuracy"])
+
+
+def held_out(model: Classifier, data: RunData) -> dict[str, float]:
+    """``test_accuracy`` and, when the run has a val split, ``val_accuracy``."""
+    out = {"test_accuracy": accuracy(model, data, "test")}
+    if data.sizes.get("val"):
+        out["val_accuracy"] = accuracy(model, data, "val")
+    return out

@@ -14,7 +14,7 @@ from signdb.results import Result
 from signdb.store import datasets as ds_store
 from signdb.store import runs as run_store
 from signdb.store import weights as weight_store
-from signdb.tracking import Run, reopen_run, resolve_classes, start_run
+from signdb.tracking import Run, reopen_run, run_classes, start_run
 from signdb.training.loop import LoopOutcome, Progress, train_loop
 from signdb.training.spec import TrainerSettings, TrainSpec
 
@@ -26,6 +26,7 @@ class TrainResult(Result):
     run_id: int
     status: str
     train_accuracy: float | None
+    val_accuracy: float | None
     test_accuracy: float | None
     steps: int
     final_cost: float | None
@@ -40,7 +41,8 @@ def _prepare_model(engine: Engine, spec: TrainSpec) -> Classifier:
     with transaction(engine, "checking the training request") as session:
         ds = ds_store.get_dataset(session, spec.dataset)
         labels = ds_store.label_counts(session, ds.id)
-    classes = resolve_classes(spec.classes, labels, spec.dataset)
+        names = ds_store.class_names(session, ds.id)
+    classes = run_classes(spec.classes, names, labels, spec.dataset)
     model.initialize(ds.preprocessing.shape, classes)  # validates the hyperparameters
     return model
 
@@ -56,6 +58,8 @@ def train(engine: Engine, spec: TrainSpec, progress: Progress | None = None) -> 
         params=model.get_params(),
         seed=spec.seed,
         test_fraction=spec.test_fraction,
+        val_fraction=spec.val_fraction,
+        split=spec.split,
         name=spec.name,
         engine_name="numpy",
         trainer=spec.trainer.as_dict(),
@@ -86,6 +90,7 @@ def _train(
         run.id,
         run.status,
         outcome.train_accuracy,
+        outcome.val_accuracy,
         outcome.test_accuracy,
         outcome.steps,
         outcome.final_cost,
@@ -109,7 +114,7 @@ def load_model(engine: Engine, run_id: int) -> tuple[run_store.Run, Classifier]:
                 f"run {run_id} has no final weights (status {record.status}); "
                 f"finish it with `signdb train --resume {run_id}`"
             )
-        _, tensors = weight_store.load_tensors(session, run_id, step)
+        _, tensors = weight_store.load_tensors(session, run_id, step, optimizer=False)
     model = _model_of(record, dataset.preprocessing.shape)
     model.load_state_dict(tensors)
     return record, model

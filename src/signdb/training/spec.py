@@ -52,9 +52,12 @@ class TrainSpec:
 
     dataset: str
     model: str = "logreg"
-    classes: list[int] | None = field(default_factory=lambda: [0, 1])  # None: every label
+    # Names or labels; None: every class. The default is the seed's digits 0 and 1.
+    classes: list[int | str] | None = field(default_factory=lambda: [0, 1])
     hyperparams: dict[str, Any] = field(default_factory=dict)  # only what the user set
     seed: int = 42
     test_fraction: float = 0.15
+    val_fraction: float = 0.0
+    split: str = "auto"  # auto, fixed or hash (see signdb.data.splits.plan_split)
     name: str | None = None
     trainer: TrainerSettings = field(default_factory=TrainerSettings)

@@ -231,3 +231,25 @@ def test_hyperparameters_round_trip_through_get_params():
     assert params["layers"] == TINY and params["dropout"] == 0.1
     assert not any(k.endswith("_") for k in params)
     assert ConvNet(**params).get_params() == params
+
+
+def test_the_default_architecture_fits_small_images():
+    """`layers="auto"` (the default) stops pooling at about 4x4 instead of refusing 8x8 images."""
+    rng = np.random.default_rng(0)
+    X = rng.random((16, 8, 8, 3), dtype=np.float32) * 0.2
+    X[:8, :, :4] += 0.8
+    y = np.repeat([0, 1], 8)
+    net = ConvNet(iterations=2, batch_size=8, augment=False).fit(X, y)
+    assert net.get_params()["layers"] == "auto"
+    assert [layer[0] for layer in net.spec_].count("pool") == 1  # 8 -> 4, then no further
+    assert net.predict_proba(X).shape == (16, 2)
+    # At 64x64 "auto" is exactly the documented default architecture.
+    big = ConvNet().initialize((64, 64, 1), [0, 1])
+    explicit = ConvNet(layers=DEFAULT_LAYERS).initialize((64, 64, 1), [0, 1])
+    assert big.spec_ == explicit.spec_
+    assert {k: v.shape for k, v in big.params_.items()} == {
+        k: v.shape for k, v in explicit.params_.items()
+    }
+    # An explicit spec is taken as written, and still refuses to pool below 1x1.
+    with pytest.raises(InvalidArgument, match="below 1x1"):
+        ConvNet(layers=DEFAULT_LAYERS).initialize((8, 8, 1), [0, 1])

@@ -6,7 +6,13 @@ inside a download), and asks each :class:`Format` in :data:`FORMATS`, in order,
 whether the folder or file is its kind. The first that says yes reads it:
 
 * ``npy``: an ``X.npy`` / ``Y.npy`` pair (:mod:`signdb.data.formats.npy`);
+* ``csv``: a ``labels.csv`` (or any ``.csv``) naming each image's file, class
+  and split (:mod:`signdb.data.formats.manifest`);
+* ``parquet``: Parquet files with ``image`` and ``label`` columns, in the
+  Hugging Face Hub's layout (:mod:`signdb.data.formats.parquet`);
 * ``folder``: one subfolder per class (:mod:`signdb.data.formats.folder`).
+
+Archives are ``.zip``, ``.tar``, ``.tar.gz``/``.tgz``, ``.tar.bz2`` and ``.tar.xz``.
 
 Adding a format is adding a module with a :class:`Format` subclass and listing
 it in :data:`FORMATS`; nothing else changes. Every format counts its items
@@ -34,8 +40,10 @@ from signdb.errors import InputError, InvalidArgument, NotFound
 Progress = Callable[[int], None]
 
 LAYOUTS = (
-    "expected a folder with one subfolder per label (e.g. 0/a.jpg, 1/b.png), "
-    "an X.npy + Y.npy pair, or a .zip of either"
+    "expected a folder with one subfolder per class (e.g. cat/a.jpg, dog/b.png; optionally "
+    "under train/ and test/), an X.npy + Y.npy pair, a CSV manifest (labels.csv with path "
+    "and label columns), Parquet files with image and label columns (as Hugging Face "
+    "datasets writes them), or a .zip or .tar.gz of any of these"
 )
 #: Wrapper folders (download/Dataset/...) nest a few levels at most.
 _MAX_WRAPPERS = 8
@@ -90,16 +98,31 @@ class Format(ABC):
         """How many items :meth:`samples` yields; cheap (lists files, reads headers)."""
 
     @abstractmethod
+    def class_keys(self) -> set[str]:
+        """Every class the input names (folder names, label values), before any decoding."""
+
+    def index_names(self) -> list[str] | None:
+        """Names the input itself gives integer labels (a ClassLabel feature), if any."""
+        return None
+
+    def warnings(self) -> list[str]:
+        """Things about the input a person should know that do not stop the load."""
+        return []
+
+    @abstractmethod
     def samples(self, prep: Preprocessing, workers: int) -> Iterator[Sample | Rejection]:
         """Every item, decoded with ``prep``, in a deterministic order."""
 
 
 def _formats() -> tuple[type[Format], ...]:
     from signdb.data.formats.folder import FolderTree
+    from signdb.data.formats.manifest import CsvManifest
     from signdb.data.formats.npy import NpyPair
+    from signdb.data.formats.parquet import ParquetImages
 
-    # Order matters: a folder tree claims any folder with subfolders.
-    return (NpyPair, FolderTree)
+    # Order matters: a folder tree claims any folder with subfolders, so a
+    # labels.csv next to images/ or a data/ of Parquet files must be seen first.
+    return (NpyPair, CsvManifest, ParquetImages, FolderTree)
 
 
 @dataclass
@@ -114,6 +137,15 @@ class Input:
         if self._count is None:
             self._count = self.format.count()
         return self._count
+
+    def class_keys(self) -> set[str]:
+        return self.format.class_keys()
+
+    def index_names(self) -> list[str] | None:
+        return self.format.index_names()
+
+    def warnings(self) -> list[str]:
+        return self.format.warnings()
 
     def samples(
         self, prep: Preprocessing, *, workers: int = 2, progress: Progress | None = None
@@ -186,7 +218,11 @@ def _name(root: Path, where: Location) -> str:
 
 
 def _is_wrapper(folder: Path, formats: tuple[type[Format], ...]) -> bool:
-    """A folder holding nothing but one folder, which is itself an input (not a lone label)."""
+    """A folder holding nothing but one folder, which is itself an input (not a lone class)."""
+    from signdb.data.formats.folder import split_folders
+
+    if split_folders(folder) is not None:  # train/ alone is a split, not a wrapper
+        return False
     children = visible(folder)
     if len(children) != 1 or not children[0].is_dir():
         return False

@@ -1,9 +1,12 @@
-"""A folder per class: ``ROOT/<label>/<image>.jpg|.jpeg|.png`` (any case).
+"""A folder per class, as torchvision's ``ImageFolder`` reads it: ``ROOT/<class>/<image>``.
 
-``<label>`` is a non-negative integer written plainly (``0``, ``7``, ``12``).
-Images may sit in subfolders of their label folder. One bad file never stops
-a load: a stray file, an empty label folder, a folder that is not a label or a
-file that is not an image becomes a :class:`Rejection` that says what to do.
+The folder's name is the class name. Images are JPEG or PNG files (any case of
+the extension) and may sit in subfolders of their class folder. A tree may
+also be pre-split, as Keras' ``image_dataset_from_directory`` users keep it:
+``ROOT/train/<class>/...``, ``ROOT/test/<class>/...`` and optionally
+``ROOT/val/`` (or ``valid/``, ``validation/``); each image then carries its
+split. One bad file never stops a load: a stray file, an empty class folder or
+a file that is not an image becomes a :class:`Rejection` that says what to do.
 """
 
 from __future__ import annotations
@@ -13,9 +16,35 @@ from pathlib import Path
 
 from signdb.data.decoding import IMAGE_EXTENSIONS, DecodeTask, Task, decode_stream
 from signdb.data.formats import Format, is_hidden, visible
-from signdb.data.labels import MAX_LABEL, parse_label
 from signdb.data.preprocess import Preprocessing
 from signdb.data.samples import Rejection, Sample
+
+#: Folder names of a pre-split tree and the split each stands for.
+SPLIT_FOLDERS = {
+    "train": "train",
+    "val": "val",
+    "valid": "val",
+    "validation": "val",
+    "test": "test",
+}
+
+
+def split_folders(root: Path) -> dict[Path, str] | None:
+    """``{folder: split}`` when ``root`` is a pre-split tree, else None.
+
+    Pre-split means: every folder at the top is a split name (at least train
+    or test among them), no image sits at the top, and each holds class folders.
+    """
+    entries = visible(root)
+    dirs = [e for e in entries if e.is_dir()]
+    if not dirs or len(dirs) != len(entries):
+        return None
+    splits = {d: SPLIT_FOLDERS.get(d.name.lower()) for d in dirs}
+    if None in splits.values() or not {"train", "test"} & set(splits.values()):
+        return None
+    if not all(any(p.is_dir() for p in visible(d)) for d in dirs):
+        return None
+    return splits  # type: ignore[return-value]
 
 
 class FolderTree(Format):
@@ -25,45 +54,76 @@ class FolderTree(Format):
     def claims(cls, path: Path) -> bool:
         return path.is_dir() and any(p.is_dir() for p in visible(path))
 
+    def __init__(self, root: Path, where) -> None:  # noqa: ANN001 - Location
+        super().__init__(root, where)
+        found = split_folders(root)
+        self.parts: list[tuple[Path, str | None]] = (
+            [(root, None)] if found is None else sorted(found.items(), key=lambda kv: kv[0].name)
+        )
+
     def count(self) -> int:
         return sum(1 for _ in self._tasks())
+
+    def class_keys(self) -> set[str]:
+        return {
+            folder.name
+            for top, _ in self.parts
+            for folder in visible(top)
+            if folder.is_dir() and any(_is_image(f) for f in _files_under(folder))
+        }
+
+    def warnings(self) -> list[str]:
+        if len(self.parts) < 2:
+            return []
+        classes = {split: {f.name for f in visible(top) if f.is_dir()} for top, split in self.parts}
+        train = classes.get("train", set())
+        out = []
+        for top, split in self.parts:
+            missing = sorted(classes[split] - train) if split != "train" else []
+            if missing and train:
+                out.append(
+                    f"{self.where.show(top)}: class(es) {', '.join(missing)} are not in train/; "
+                    "a model cannot learn them"
+                )
+        return out
 
     def samples(self, prep: Preprocessing, workers: int) -> Iterator[Sample | Rejection]:
         return decode_stream(self._tasks(), prep, workers)
 
     def _tasks(self) -> Iterator[Task]:
-        """One task per file (plus one per empty label folder), in path order."""
+        for top, split in self.parts:
+            yield from self._tree_tasks(top, split)
+
+    def _tree_tasks(self, top: Path, split: str | None) -> Iterator[Task]:
+        """One task per file (plus one per empty class folder), in path order."""
         show = self.where.show
-        for entry in visible(self.root):
+        for entry in visible(top):
             if not entry.is_dir():
                 yield Rejection(
                     show(entry),
                     "stray file at the top level; put each image in a folder named by its "
-                    "label, e.g. 3/image.jpg",
+                    "class, e.g. cat/image.jpg",
                 )
                 continue
             members = _files_under(entry)
             if not members:
                 yield Rejection(
-                    show(entry) + "/", "label folder is empty; add its images or remove the folder"
+                    show(entry) + "/", "class folder is empty; add its images or remove the folder"
                 )
                 continue
-            label = parse_label(entry.name)
             for f in members:
-                if label is None:
-                    yield Rejection(
-                        show(f),
-                        f"folder name {entry.name!r} is not a valid label; label folders must "
-                        f"be named by an integer from 0 to {MAX_LABEL}, such as 0, 1 or 9",
-                    )
-                elif f.suffix.lower() not in IMAGE_EXTENSIONS:
+                if not _is_image(f):
                     yield Rejection(
                         show(f),
                         f"not a JPEG or PNG (extension {f.suffix or 'missing'!r}); "
                         "only .jpg, .jpeg and .png files are loaded",
                     )
                 else:
-                    yield DecodeTask(show(f), label, path=str(f))
+                    yield DecodeTask(show(f), entry.name, path=str(f), split=split)
+
+
+def _is_image(path: Path) -> bool:
+    return path.suffix.lower() in IMAGE_EXTENSIONS
 
 
 def _files_under(folder: Path) -> list[Path]:

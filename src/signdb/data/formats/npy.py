@@ -76,6 +76,11 @@ class NpyPair(Format):
     def count(self) -> int:
         return int(_load(self.x_path, self.x_name, mmap=True).shape[0])
 
+    def class_keys(self) -> set[str]:
+        y = _load(self.y_path, self.y_name, mmap=False)
+        labels = (label_of_row(row) for row in y)
+        return {str(v) for v in labels if isinstance(v, int)}
+
     def samples(self, prep: Preprocessing, workers: int) -> Iterator[Sample | Rejection]:
         x = _load(self.x_path, self.x_name, mmap=True)  # mmap: one row in memory at a time
         y = _load(self.y_path, self.y_name, mmap=False)
@@ -90,7 +95,7 @@ class NpyPair(Format):
             except ArrayError as e:
                 yield Rejection(source, str(e).removeprefix(f"{source}: "))
                 continue
-            yield Sample(source, label, pixels, pixels_sha256(pixels))
+            yield Sample(source, str(label), pixels, pixels_sha256(pixels))
 
 
 def _load(path: Path, display: str, mmap: bool) -> np.ndarray:
