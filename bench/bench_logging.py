@@ -7,6 +7,9 @@ store to ``signdb_bench_mlflow`` beside it; both are dropped at the end.
 * ``MetricLogger.log`` once per point, and ``MetricLogger.log_series`` per
   metric, each for ``POINTS`` points of one run (10 metrics x 100,000 steps),
   final flush included.
+* ``run.log(step, loss=..., accuracy=..., lr=...)``, the Python API a user's
+  training loop calls: 3 metrics a step, the same number of points, every value
+  checked as the API checks it.
 * Raw COPY, the ceiling: the same rows as one binary COPY whose payload is
   built before the clock starts.
 * MLflow ``MlflowClient.log_batch`` with 1,000 metrics per call, for
@@ -43,6 +46,8 @@ MLFLOW_DB = "signdb_bench_mlflow"
 METRICS = 10
 STEPS = 100_000
 POINTS = METRICS * STEPS
+API_STEPS = POINTS // 3
+GOAL_API = 0.9  # run.log against MetricLogger.log
 MLFLOW_POINTS = 20_000
 MLFLOW_BATCH = 1_000
 REPEATS = 3
@@ -115,6 +120,24 @@ def _log_per_point(engine: Engine, run_id: int, points: Points) -> None:
     logger.flush()
 
 
+def _api_run(engine: Engine, run_id: int):  # noqa: ANN202 - signdb.tracking.Run
+    from signdb.tracking import Run
+
+    with transaction(engine) as session:
+        record = run_store.get_run(session, run_id)
+    return Run(engine, record, (1, 1, 1), cache="off")  # logging needs no images
+
+
+def _api_log(run, values: list[list[float]]) -> float:  # noqa: ANN001
+    """Seconds to log every step's three values through ``run.log`` and flush."""
+    start = time.perf_counter()
+    log = run.log
+    for step, (loss, accuracy, lr) in enumerate(values):
+        log(step, loss=loss, accuracy=accuracy, lr=lr)
+    run.metrics.flush()
+    return time.perf_counter() - start
+
+
 def _log_series(engine: Engine, run_id: int, points: Points) -> None:
     logger = MetricLogger(engine, run_id)
     for name in points.names:
@@ -140,9 +163,11 @@ def _raw_copy(conninfo: str, payload: bytes) -> float:
 
 def _signdb_rates(engine: Engine, points: Points) -> dict[str, float]:
     conninfo = libpq_conninfo(engine.url.render_as_string(hide_password=False))
+    api_values = np.random.default_rng(1).random((API_STEPS, 3)).tolist()  # built untimed
     variants: dict[str, Callable[[int], float]] = {
         "log": lambda run: _timed(lambda: _log_per_point(engine, run, points)),
         "log_series": lambda run: _timed(lambda: _log_series(engine, run, points)),
+        "run.log": lambda run: _api_log(_api_run(engine, run), api_values),
         "raw COPY": lambda run: _raw_copy(conninfo, _copy_payload(run, points)),
     }
     seconds: dict[str, list[float]] = {name: [] for name in variants}
@@ -152,9 +177,13 @@ def _signdb_rates(engine: Engine, points: Points) -> dict[str, float]:
             run = _new_run(engine)
             seconds[name].append(measure(run))
             written = _count(engine, run)
-            if written != POINTS:
-                raise AssertionError(f"{name} wrote {written} of {POINTS} points")
-    return {name: POINTS / statistics.median(s) for name, s in seconds.items()}
+            expected = 3 * API_STEPS if name == "run.log" else POINTS
+            if written != expected:
+                raise AssertionError(f"{name} wrote {written} of {expected} points")
+    return {
+        name: (3 * API_STEPS if name == "run.log" else POINTS) / statistics.median(s)
+        for name, s in seconds.items()
+    }
 
 
 def _timed(fn: Callable[[], Any]) -> float:
@@ -217,6 +246,18 @@ def run() -> list[dict[str, Any]]:
                 rate / mlflow >= GOAL_VS_MLFLOW,
             )
         )
+    api = rates["run.log"]
+    rows.append(_row("run.log, 3 metrics per step", api, "points/s"))
+    rows.append(
+        _row(
+            "run.log / MetricLogger.log",
+            api / rates["log"],
+            "x",
+            f">= {GOAL_API}x",
+            api / rates["log"] >= GOAL_API,
+        )
+    )
+    rows.append(_row("run.log / MLflow", api / mlflow, "x"))
     rows.append(_row("raw binary COPY (ceiling)", rates["raw COPY"], "points/s"))
     for name in ("log", "log_series"):
         rows.append(_row(f"{name} / raw COPY", rates[name] / rates["raw COPY"], "x"))

@@ -227,6 +227,39 @@ def _throughput_rows(name: str, work: Workload, warm_cache: bool) -> list[dict]:
     return rows
 
 
+def _api_stream_rows(engine: Engine, work: Workload) -> list[dict]:
+    """One streamed epoch (cache off) through ``run.batches`` against the trainer's own
+    ``RunData.batches``, on the same run: what the Python API adds to the data path."""
+    from signdb.store import runs as run_store
+    from signdb.tracking import Run
+
+    with transaction(engine) as session:
+        record = run_store.get_run(session, work.run_id)
+    run = Run(engine, record, work.shape, cache="off")
+    data = RunData(engine, work.run_id, work.shape, work.classes, SEED, "off")
+    times: dict[str, list[float]] = {"trainer": [], "api": []}
+    for _ in range(REPEATS + 2):
+        times["trainer"].append(_timed(lambda: sum(1 for _ in data.batches("train", BATCH)))[0])
+        times["api"].append(_timed(lambda: sum(1 for _ in run.batches("train", BATCH)))[0])
+    ratio = statistics.median(times["api"]) / statistics.median(times["trainer"])
+    n = work.n
+    return [
+        _row(
+            "API streaming",
+            "RunData.batches, one epoch",
+            n / statistics.median(times["trainer"]),
+            "samples/s",
+        ),
+        _row(
+            "API streaming",
+            "run.batches, one epoch",
+            n / statistics.median(times["api"]),
+            "samples/s",
+        ),
+        _row("API streaming", "run.batches time / trainer's", ratio, "x", "<= 1.05", ratio <= 1.05),
+    ]
+
+
 # -- end to end ----------------------------------------------------------------------
 def _train_wall_rows(engine: Engine) -> tuple[list[dict], dict[str, float]]:
     walls: dict[str, list[float]] = {}
@@ -431,6 +464,8 @@ def run() -> list[dict[str, Any]]:
         load_s, _ = _timed(lambda: list(cold.batches("train", BATCH, epoch=0)))
         rows.append(_row("MLP 10 classes, 1 epoch", "cold cache load + epoch batches", load_s, "s"))
         rows += wall_rows
+        note("run.batches against the trainer's streaming")
+        rows += _api_stream_rows(engine, mlp)
         note("checkpoint writes")
         rows += _checkpoint_rows(engine, mlp, mlp.train_memory()[0])
         note("logging overhead")

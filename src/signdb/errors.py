@@ -27,7 +27,15 @@ from __future__ import annotations
 
 
 class SignDBError(Exception):
-    """Root of every error signdb raises on purpose."""
+    """Root of every error signdb raises on purpose; its message names the problem and the fix.
+
+    >>> import signdb
+    >>> try:
+    ...     signdb.connect("mysql://localhost/x")
+    ... except signdb.SignDBError as e:
+    ...     print(e)  # doctest: +ELLIPSIS
+    signdb needs PostgreSQL, got a 'mysql' URL (mysql://localhost/x); use postgresql://...
+    """
 
 
 class ConfigError(SignDBError):

@@ -12,7 +12,6 @@ from typing import Any
 import click
 from sqlalchemy import Engine
 
-from signdb.config import redact
 from signdb.errors import SignDBError
 
 
@@ -23,31 +22,30 @@ class Context:
     database_url: str | None
     as_json: bool
     _engine: Engine | None = None
-    embedded: bool = False
+    _db: Any = None
 
     @property
     def engine(self) -> Engine:
+        """The engine, schema unchecked: for the commands that manage the schema itself."""
         if self._engine is None:
             from signdb.db.engine import get_engine, resolve_url
 
-            url, self.embedded = resolve_url(self.database_url)
+            url, _ = resolve_url(self.database_url)
             self._engine = get_engine(url)
         return self._engine
 
-    def ready_engine(self) -> Engine:
-        """The engine, with the schema verified (the embedded server is migrated for you)."""
-        from signdb.db import migrate
+    @property
+    def db(self) -> Any:
+        """The :class:`signdb.Database` every other command works through (``signdb.connect``)."""
+        if self._db is None:
+            from signdb.api import connect
 
-        engine = self.engine
-        if self.embedded:
-            if migrate.current_revision(engine) != migrate.head_revision(engine):
-                migrate.upgrade(engine)
-        else:
-            fix = "signdb db upgrade"
-            if self.database_url:
-                fix += f" --database-url '{redact(self.database_url)}'"
-            migrate.require_current(engine, fix=fix)
-        return engine
+            self._db = connect(self.database_url)
+        return self._db
+
+    def ready_engine(self) -> Engine:
+        """The engine of :attr:`db`: the schema verified, the embedded server migrated."""
+        return self.db.engine
 
     def emit(
         self, result: dict[str, Any], human: Callable[[dict[str, Any]], str] | None = None

@@ -99,24 +99,23 @@ def load(
     """
     from signdb.data.labels import read_class_names
     from signdb.data.preprocess import Preprocessing
-    from signdb.loading import load_dataset
     from signdb.store.datasets import check_name
 
     check_name(name)  # before starting a server or reading files
     names = read_class_names(class_names) if class_names is not None else None
-    prep = Preprocessing(size=size, color=color)
-    engine = ctx.ready_engine()
+    Preprocessing(size=size, color=color)  # the flags are checked before a server starts
+    db = ctx.db
     with _progress_bar(ctx, None, unit="img", desc="loading") as bar:
 
         def sized(src) -> None:  # noqa: ANN001 - signdb.data.Input
             bar.total = src.count()
             bar.refresh()
 
-        result = load_dataset(
-            engine,
+        result = db.load(
             path,
             name,
-            prep,
+            size=size,
+            color=color,
             class_names=names,
             strict=strict,
             workers=workers,

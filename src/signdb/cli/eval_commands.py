@@ -34,9 +34,7 @@ def evaluate(ctx: Context, run_id: int, split: str, thresholds: str, show_table:
     threshold); multi-class runs one one-vs-rest row per class at the argmax.
     Re-evaluating replaces the run's rows for that split in one transaction.
     """
-    from signdb.evaluation import evaluate as evaluate_run
-
-    result = evaluate_run(ctx.ready_engine(), run_id, split=split, thresholds=thresholds)
+    result = ctx.db.evaluate(run_id, split=split, thresholds=thresholds)
     if show_table and not ctx.as_json:
         click.echo(format_table(result.table))
         return
@@ -86,9 +84,7 @@ def predict(ctx: Context, run_id: int, images: tuple[str, ...]) -> None:
     class's (the second of the run's classes) for binary runs, the predicted
     label's for multi-class runs; "probabilities" lists every class.
     """
-    from signdb.evaluation import predict_files
-
-    found = predict_files(ctx.ready_engine(), run_id, list(images))
+    found = ctx.db.predict(run_id, images)
     ctx.emit({"predictions": found}, _human_predictions)
 
 
@@ -118,9 +114,7 @@ def _human_predictions(r: dict[str, Any]) -> str:
 @common_options
 def report(ctx: Context, run_id: int, out_dir: str, threshold: float) -> None:
     """Write a static, offline HTML report of a run (evaluating it first if needed)."""
-    from signdb.reporting import write_report
-
-    path = write_report(ctx.ready_engine(), run_id, out_dir, threshold=threshold)
+    path = ctx.db.report(run_id, out_dir, threshold=threshold)
     ctx.emit({"path": str(path)}, lambda r: f"report written to {r['path']}")
 
 

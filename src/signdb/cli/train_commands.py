@@ -165,11 +165,11 @@ def train(
             name=name,
             trainer=settings,
         )
-    engine = ctx.ready_engine()
+    engine = ctx.db.engine
     progress = TrainProgress(ctx)
     try:
         if spec is None:
-            result = training.resume(engine, resume_id, progress=progress)
+            result = ctx.db.resume(resume_id, progress=progress)
         else:
             result = training.train(engine, spec, progress=progress)
     finally:
@@ -242,9 +242,7 @@ def runs_group() -> None:
 @common_options
 def runs_list(ctx: Context, dataset: str | None, limit: int) -> None:
     """Runs with status and headline metrics, newest first."""
-    from signdb.tracking import list_runs
-
-    result = {"runs": list_runs(ctx.ready_engine(), dataset=dataset, limit=limit)}
+    result = {"runs": ctx.db.runs(dataset=dataset, limit=limit)}
     ctx.emit(result, _format_runs_table)
 
 
@@ -253,9 +251,7 @@ def runs_list(ctx: Context, dataset: str | None, limit: int) -> None:
 @common_options
 def runs_show(ctx: Context, run_id: int) -> None:
     """Everything recorded about one run."""
-    from signdb.tracking import show_run
-
-    ctx.emit(show_run(ctx.ready_engine(), run_id), _format_run)
+    ctx.emit(ctx.db.run(run_id), _format_run)
 
 
 def _format_runs_table(result: dict) -> str:

@@ -74,7 +74,9 @@ def transaction(engine: Engine, doing: str = "working with the database") -> Ite
 #: The one table from driver errors to SignDBErrors, most specific first. Each
 #: message gets ``{doing}`` (what signdb was doing), ``{where}`` (the redacted
 #: URL) and ``{detail}`` (the server's first line).
-DRIVER_ERRORS: tuple[tuple[type[psycopg.Error], type[SignDBError], str], ...] = (
+DRIVER_ERRORS: tuple[
+    tuple[type[psycopg.Error] | tuple[type[psycopg.Error], ...], type[SignDBError], str], ...
+] = (
     (
         psycopg.errors.LockNotAvailable,
         DatabaseError,
@@ -88,7 +90,8 @@ DRIVER_ERRORS: tuple[tuple[type[psycopg.Error], type[SignDBError], str], ...] = 
         "server's statement_timeout",
     ),
     (
-        psycopg.OperationalError,
+        # InterfaceError: a connection used after the server closed it.
+        (psycopg.OperationalError, psycopg.InterfaceError),
         DatabaseUnavailable,
         "cannot talk to PostgreSQL{where} while {doing}: {detail}; check that the server is "
         "running and that --database-url / SIGNDB_DATABASE_URL is right, then re-run the command",

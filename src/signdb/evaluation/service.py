@@ -38,7 +38,12 @@ SCORE_CHUNK = 512
 
 @dataclass
 class EvaluationResult(Result):
-    """Headline metrics of one evaluated split: binary at threshold 0.5, else macro averages."""
+    """Headline metrics of one evaluated split: binary at threshold 0.5, else macro averages.
+
+    >>> result = db.evaluate(db.runs()[-1]["run_id"])
+    >>> result.split, 0 <= result.accuracy <= 1
+    ('test', True)
+    """
 
     run_id: int
     rows: int

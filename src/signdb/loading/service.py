@@ -34,7 +34,14 @@ LOAD_BATCH = 256
 
 @dataclass
 class LoadResult(Result):
-    """What a load did: images added, duplicates skipped, inputs rejected (with reasons)."""
+    """What a load did: images added, duplicates skipped, inputs rejected (with reasons).
+
+    >>> result = db.load(example_images, dataset="shapes", size=16)
+    >>> result.added, result.skipped_duplicates, result.classes
+    (0, 24, ['circle', 'square'])
+    >>> sorted(result.as_dict())[:3]  # the CLI's --json object
+    ['added', 'classes', 'dataset']
+    """
 
     dataset: str
     added: int = 0

@@ -155,6 +155,19 @@ def split_sizes(session: Session, run_id: int) -> dict[str, int]:
     return {**dict.fromkeys(SPLITS, 0), **dict(rows.all())}
 
 
+def split_images(session: Session, run_id: int, split: str, image_ids: list[int]) -> dict[int, int]:
+    """``{image id: true label}`` for those of ``image_ids`` in the run's ``split``."""
+    rows = session.execute(
+        text(
+            "SELECT i.id, i.label FROM signdb.run_images ri JOIN signdb.images i "
+            "ON i.id = ri.image_id WHERE ri.run_id = :r AND ri.split = :s "
+            "AND ri.image_id = ANY(:ids)"
+        ),
+        {"r": run_id, "s": split, "ids": image_ids},
+    )
+    return {image_id: label for image_id, label in rows}
+
+
 def lock_run(session: Session, run_id: int) -> None:
     """Serialise writers of one run's results: two evaluations at once would collide."""
     session.execute(

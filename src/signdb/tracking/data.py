@@ -12,6 +12,7 @@ computes when streaming and :func:`order_key` when cached.
 from __future__ import annotations
 
 import hashlib
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -19,7 +20,7 @@ import numpy as np
 from sqlalchemy import Engine
 
 from signdb.db.engine import transaction
-from signdb.errors import InvalidArgument
+from signdb.errors import DatabaseUnavailable, InvalidArgument
 from signdb.ml.base import pixels_to_float
 from signdb.store import images as image_store
 from signdb.store import runs as run_store
@@ -62,8 +63,10 @@ class RunData:
         classes: list[int],
         seed: int,
         cache: str = "auto",
+        retry_seconds: float = 0.0,
     ) -> None:
         check_cache_mode(cache)
+        self.retry_seconds = retry_seconds
         self.engine = engine
         self.run_id = run_id
         self.shape = tuple(shape)
@@ -80,11 +83,35 @@ class RunData:
     def stream(
         self, splits: list[str], chunk: int, shuffle: tuple[int, int] | None = None
     ) -> Iterator[image_store.ImageChunk]:
-        """Chunks of the run's images of ``splits``, straight from PostgreSQL."""
-        with transaction(self.engine, "reading the run's images") as session:
-            yield from image_store.stream_run_images(
-                session, self.run_id, splits, self.shape, chunk=chunk, shuffle=shuffle
-            )
+        """Chunks of the run's images of ``splits``, straight from PostgreSQL.
+
+        A connection lost mid-stream (a server restart) is opened again, for up
+        to ``retry_seconds``, and the read continues at the row it had reached:
+        the order is deterministic, so the rows skipped are exactly those read.
+        """
+        offset = 0
+        deadline = time.monotonic() + self.retry_seconds
+        delay = 0.25
+        while True:
+            try:
+                with transaction(self.engine, "reading the run's images") as session:
+                    for part in image_store.stream_run_images(
+                        session,
+                        self.run_id,
+                        splits,
+                        self.shape,
+                        chunk=chunk,
+                        shuffle=shuffle,
+                        offset=offset,
+                    ):
+                        offset += len(part.ids)
+                        yield part
+                return
+            except DatabaseUnavailable:
+                if time.monotonic() + delay > deadline:
+                    raise
+                time.sleep(delay)
+                delay = min(delay * 2, 5.0)
 
     def split(self, split: str) -> SplitArrays:
         """Every image of ``split`` in id order (cached when the cache is on)."""

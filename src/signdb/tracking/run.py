@@ -21,7 +21,7 @@ from __future__ import annotations
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, TypeVar
 
 import numpy as np
@@ -29,17 +29,31 @@ from sqlalchemy import Engine
 
 from signdb.db.engine import retrying, transaction
 from signdb.errors import InvalidArgument, RunClosed, RunInterrupted, SignDBError
+from signdb.ml.metrics import DEFAULT_THRESHOLDS, parse_thresholds
 from signdb.store import runs as run_store
 from signdb.store import weights as weight_store
 from signdb.tracking.data import RunData
-from signdb.tracking.logger import RETRY_SECONDS, Heartbeat, MetricLogger, check_metric
+from signdb.tracking.logger import Heartbeat, MetricLogger, check_metric, default_retry_seconds
+from signdb.tracking.predictions import record_predictions, scored_from_user
 
 T = TypeVar("T")
 _SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 class Run:
-    """One run, open for logging. Use it as a context manager."""
+    """One run, open for logging: made by ``db.start_run(...)``, used as a context manager.
+
+    ``run.id`` is the run's id and ``run.classes`` its labels, in the order of
+    the probability columns ``log_predictions`` takes.
+
+    >>> with db.start_run("shapes", "doc:run", val_fraction=0.25) as run:
+    ...     for epoch in range(2):
+    ...         for X, y in run.batches("train", batch_size=8, epoch=epoch):
+    ...             pass
+    ...         run.log(epoch, loss=1.0 / (epoch + 1))
+    >>> run.status, run.classes
+    ('succeeded', [0, 1])
+    """
 
     def __init__(
         self,
@@ -50,7 +64,7 @@ class Run:
         cache: str = "auto",
         signals: str = "raise",
         resume_hint: str | None = None,  # "{run_id}" is replaced by the run's id
-        retry_seconds: float = RETRY_SECONDS,
+        retry_seconds: float | None = None,
         heartbeat_seconds: float | None = None,
     ) -> None:
         if signals not in ("raise", "flag"):
@@ -60,9 +74,11 @@ class Run:
         self.id = record.id
         #: Labels in probability-column order (ascending).
         self.classes: list[int] = sorted(record.classes)
-        self.data = RunData(engine, record.id, shape, self.classes, record.seed, cache)
-        self.metrics = MetricLogger(engine, record.id, retry_seconds=retry_seconds)
-        self.retry_seconds = retry_seconds
+        self.retry_seconds = default_retry_seconds() if retry_seconds is None else retry_seconds
+        self.data = RunData(
+            engine, record.id, shape, self.classes, record.seed, cache, self.retry_seconds
+        )
+        self.metrics = MetricLogger(engine, record.id, retry_seconds=self.retry_seconds)
         self._signals = signals
         self._resume_hint = resume_hint
         self._heartbeat = Heartbeat(engine, record.id, **_interval(heartbeat_seconds))
@@ -138,20 +154,41 @@ class Run:
         return retrying(attempt, seconds=self.retry_seconds)
 
     def log(self, step: int, **metrics: float) -> None:
-        """Record ``metrics`` at ``step``; buffered and written with binary COPY."""
-        self._check_open()
+        """Record ``metrics`` at ``step``; buffered and written with binary COPY.
+
+        >>> with db.start_run("shapes", "doc:log") as run:
+        ...     run.log(0, loss=0.69, val_accuracy=0.5)
+        ...     run.log(1, loss=0.41)
+        >>> run.status
+        'succeeded'
+        """
+        if self._status is not None:
+            self._check_open()
         step = _check_step(step)
-        for name, value in metrics.items():
-            self.metrics.log(step, name, check_metric(name, value))
+        for value in metrics.values():
+            # Finite floats are what a loop logs; anything else is checked (and named) below.
+            if type(value) is not float or value - value != 0.0:
+                metrics = {name: check_metric(name, v) for name, v in metrics.items()}
+                break
+        self.metrics.log_step(step, metrics)
 
     def log_metric(self, key: str, value: float, step: int) -> None:
-        """MLflow's spelling of :meth:`log`."""
+        """MLflow's spelling of :meth:`log`.
+
+        >>> with db.start_run("shapes", "doc:log_metric") as run:
+        ...     run.log_metric("loss", 0.5, step=0)
+        """
         self.log(step, **{key: value})
 
     def save_weights(
         self, step: int, tensors: Mapping[str, np.ndarray], *, final: bool = False
     ) -> None:
-        """Store ``tensors`` (name -> array) as the checkpoint at ``step``, replacing any there."""
+        """Store ``tensors`` (name -> array) as the checkpoint at ``step``, replacing any there.
+
+        >>> import numpy as np
+        >>> with db.start_run("shapes", "doc:weights") as run:
+        ...     run.save_weights(10, {"fc.weight": np.ones((2, 256), np.float32)}, final=True)
+        """
         self._check_open()
         step = _check_step(step)
         arrays = _check_tensors(tensors)
@@ -164,7 +201,14 @@ class Run:
     def checkpoint(
         self, step: int, tensors: Mapping[str, np.ndarray], *, final: bool, total_steps: int
     ) -> None:
-        """The built-in trainer's checkpoint: weights and progress in one transaction."""
+        """Weights and progress in one transaction, as the built-in trainer checkpoints.
+
+        >>> import numpy as np
+        >>> with db.start_run("shapes", "doc:checkpoint") as run:
+        ...     run.checkpoint(50, {"w": np.zeros(3, np.float32)}, final=False, total_steps=100)
+        >>> db.run(run.id)["steps_done"], db.run(run.id)["total_steps"]
+        (50, 100)
+        """
         self._check_open()
         self.metrics.flush()
 
@@ -175,6 +219,13 @@ class Run:
         self._write("writing a checkpoint", write)
 
     def record_progress(self, steps_done: int, total_steps: int | None = None) -> None:
+        """How far the run is (``runs.steps_done``/``total_steps``), for progress views.
+
+        >>> with db.start_run("shapes", "doc:progress") as run:
+        ...     run.record_progress(3, 10)
+        >>> db.run(run.id)["steps_done"]
+        3
+        """
         self._write(
             "recording progress",
             lambda s: run_store.record_progress(
@@ -185,22 +236,80 @@ class Run:
     def record_accuracy(
         self, *, train: float | None, test: float | None, val: float | None = None
     ) -> None:
-        """The headline accuracies ``run_summary`` shows for a built-in run."""
+        """The headline accuracies ``run_summary`` shows (``train``, ``val``, ``test``).
+
+        >>> with db.start_run("shapes", "doc:accuracy") as run:
+        ...     run.record_accuracy(train=0.99, test=0.9)
+        >>> db.run(run.id)["test_accuracy"]
+        0.9
+        """
         self._write(
             "recording accuracy",
             lambda s: run_store.record_accuracy(s, self.id, train=train, test=test, val=val),
         )
 
+    def log_predictions(
+        self,
+        split: str,
+        image_ids: Sequence[int] | np.ndarray,
+        probabilities: np.ndarray,
+        *,
+        thresholds: str = DEFAULT_THRESHOLDS,
+    ) -> int:
+        """Write a split's predictions and evaluation rows, exactly as ``signdb evaluate`` does.
+
+        ``probabilities`` is (n, k), one row per image id, columns in
+        :attr:`classes` order. Everything is checked first; a bad call writes
+        nothing. Returns the number of evaluation rows. Afterwards the run has
+        its headline metrics and its place on the leaderboard (for the test split).
+
+        >>> import numpy as np
+        >>> with db.start_run("shapes", "doc:uniform") as run:
+        ...     X, y, ids = run.arrays("test")
+        ...     proba = np.full((len(ids), 2), 0.5)
+        ...     rows = run.log_predictions("test", ids, proba)
+        >>> rows  # a binary run: one row per threshold of 0:1:0.01
+        101
+        """
+        self._check_open()
+        split = _check_split(split)
+        sweep = parse_thresholds(thresholds)
+        self.metrics.flush()
+
+        def write(session: Any) -> int:
+            scored = scored_from_user(
+                session, self.id, split, image_ids, probabilities, self.classes
+            )
+            return record_predictions(session, self.id, self.classes, scored, sweep)
+
+        return self._write("logging predictions", write)
+
     # -- reading ---------------------------------------------------------------------
     def batches(
         self, split: str, batch_size: int | None = 64, *, shuffle: bool = True, epoch: int = 0
     ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        """(X float32 NHWC in [0, 1], y class indices) batches covering ``split`` once."""
+        """(X float32 NHWC in [0, 1], y class indices) batches covering ``split`` once.
+
+        ``shuffle`` orders the images for ``epoch`` the same way every time
+        (as ``DistributedSampler.set_epoch`` does); streamed from PostgreSQL,
+        or from memory when the run's images fit the cache.
+
+        >>> with db.start_run("shapes", "doc:batches") as run:
+        ...     sizes = [len(y) for X, y in run.batches("train", batch_size=8, epoch=0)]
+        >>> sum(sizes) == run.record.train_size and max(sizes) <= 8
+        True
+        """
         self._check_open()
         return self.data.batches(_check_split(split), batch_size, shuffle=shuffle, epoch=epoch)
 
     def arrays(self, split: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """The whole ``split`` in id order: (X float32 NHWC, y class indices, image ids)."""
+        """The whole ``split`` in id order: (X float32 NHWC, y class indices, image ids).
+
+        >>> with db.start_run("shapes", "doc:arrays") as run:
+        ...     X, y, ids = run.arrays("test")
+        >>> X.dtype, X.shape[1:], len(y) == len(ids)
+        (dtype('float32'), (16, 16, 1), True)
+        """
         self._check_open()
         from signdb.ml.base import pixels_to_float
 
@@ -241,6 +350,8 @@ def _interval(seconds: float | None) -> dict[str, float]:
 
 
 def _check_step(step: object) -> int:
+    if type(step) is int and 0 <= step < 2**31:
+        return step
     if isinstance(step, bool) or not isinstance(step, (int, np.integer)) or not 0 <= step < 2**31:
         raise InvalidArgument(f"step must be an integer from 0 to {2**31 - 1}, got {step!r}")
     return int(step)

@@ -21,7 +21,12 @@ from signdb.training.spec import TrainerSettings, TrainSpec
 
 @dataclass
 class TrainResult(Result):
-    """How a training run ended, with its headline accuracies."""
+    """How a training run ended, with its headline accuracies.
+
+    >>> result = db.train("shapes", "logreg", classes="circle,square", iterations=5)
+    >>> result.status, result.steps
+    ('succeeded', 5)
+    """
 
     run_id: int
     status: str

@@ -1,0 +1,356 @@
+"""The Python API: ``signdb.connect()`` and the handle it returns.
+
+Everything the CLI does goes through these methods, so a notebook, a script
+and ``signdb train`` write the same rows. In the examples, ``example_url`` is a
+scratch database and ``example_images`` a small folder of two classes
+(``circle``, ``square``; the doctest harness makes both).
+
+Examples
+--------
+>>> db = signdb.connect(example_url)
+>>> db.load(example_images, dataset="shapes", size=16).classes
+['circle', 'square']
+>>> [(c.label, c.name) for c in db.dataset("shapes").classes]
+[(0, 'circle'), (1, 'square')]
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine
+
+from signdb.config import database_url_from, redact
+from signdb.data.preprocess import Preprocessing
+from signdb.data.samples import Rejection
+from signdb.db.engine import get_engine, resolve_url, transaction
+from signdb.errors import InvalidArgument
+from signdb.evaluation import EvaluationResult, evaluate, predict_files
+from signdb.loading import LoadResult, load_dataset
+from signdb.reporting import write_report
+from signdb.store import datasets as ds_store
+from signdb.tracking import Run, list_runs, show_run, start_run
+from signdb.training import TrainerSettings, TrainResult, TrainSpec, resume, train
+from signdb.training.loop import Progress
+
+ClassesArg = str | Sequence[int | str] | None
+
+
+def connect(url: str | None = None) -> Database:
+    """A handle on one signdb database.
+
+    ``url`` is any PostgreSQL URL; None reads ``$SIGNDB_DATABASE_URL`` and,
+    without it, starts (or reuses) the embedded server, which is migrated on
+    first use. Another server's schema must be current: an out-of-date one is
+    refused with the command that upgrades it.
+
+    >>> signdb.connect(example_url).url.startswith("postgresql")
+    True
+    """
+    from signdb.db import migrate
+
+    raw = database_url_from(url)
+    resolved, embedded = resolve_url(raw)
+    engine = get_engine(resolved)
+    if embedded:
+        if migrate.current_revision(engine) != migrate.head_revision(engine):
+            migrate.upgrade(engine)
+    else:
+        fix = "signdb db upgrade"
+        if url:
+            fix += f" --database-url '{redact(url)}'"
+        migrate.require_current(engine, fix=fix)
+    return Database(engine)
+
+
+@dataclass(frozen=True)
+class Class:
+    """One class of a dataset: its integer label and its name.
+
+    >>> db.dataset("shapes").classes[1]
+    Class(label=1, name='square')
+    """
+
+    label: int
+    name: str
+
+
+class Dataset:
+    """A dataset as stored: its name, classes and preprocessing (read when asked for).
+
+    >>> ds = db.dataset("shapes")
+    >>> ds.name, ds.images, ds.preprocessing["size"]
+    ('shapes', 24, 16)
+    """
+
+    def __init__(self, db: Database, name: str) -> None:
+        with transaction(db.engine, f"reading dataset {name!r}") as session:
+            record = ds_store.get_dataset(session, name)
+            names = ds_store.class_names(session, record.id)
+            self.images = ds_store.count_images(session, record.id)
+        self._db = db
+        self.name = record.name
+        self.classes = [Class(label, n) for label, n in names.items()]
+        self.preprocessing = record.preprocessing.as_dict()
+        self.shape = record.preprocessing.shape
+
+    def counts(
+        self,
+        *,
+        split: str = "auto",
+        seed: int = 42,
+        test_fraction: float = 0.15,
+        val_fraction: float = 0.0,
+    ) -> dict[str, dict[str, int]]:
+        """Images per class and split: ``{class name: {"images", "train", "val", "test"}}``.
+
+        >>> db.dataset("shapes").counts(test_fraction=0.25)["circle"]["images"]
+        12
+        """
+        with transaction(self._db.engine, f"counting dataset {self.name!r}") as session:
+            summary = ds_store.summarize(
+                session,
+                self.name,
+                mode=split,
+                seed=seed,
+                test_fraction=test_fraction,
+                val_fraction=val_fraction,
+            ).as_dict()
+        return {
+            c["name"]: {k: c[k] for k in ("images", "train", "val", "test")}
+            for c in summary["classes"]
+        }
+
+    def __repr__(self) -> str:
+        return f"<Dataset {self.name!r}: {self.images} images, {len(self.classes)} classes>"
+
+
+class Database:
+    """One database: load, train, evaluate and query; the CLI runs on these methods.
+
+    >>> db = signdb.connect(example_url)
+    >>> db.url.startswith("postgresql+psycopg://")
+    True
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    @property
+    def url(self) -> str:
+        """The database's URL, with any password hidden."""
+        return redact(self.engine.url)
+
+    def __repr__(self) -> str:
+        return f"<signdb.Database {self.url}>"
+
+    # -- datasets ------------------------------------------------------------------
+    def load(
+        self,
+        path: str | Path,
+        dataset: str,
+        *,
+        size: int = 64,
+        color: str = "gray",
+        class_names: Sequence[str] | None = None,
+        strict: bool = False,
+        workers: int = 2,
+        progress: Callable[[int], None] | None = None,
+        on_reject: Callable[[Rejection], None] | None = None,
+        on_open: Callable[[Any], None] | None = None,
+    ) -> LoadResult:
+        """Load images from ``path`` (any supported format) into ``dataset``; safe to re-run.
+
+        >>> db.load(example_images, dataset="shapes", size=16).added  # already there
+        0
+        """
+        prep = Preprocessing(size=size, color=color)
+        return load_dataset(
+            self.engine,
+            path,
+            dataset,
+            prep,
+            class_names=class_names,
+            strict=strict,
+            workers=workers,
+            progress=progress,
+            on_reject=on_reject,
+            on_open=on_open,
+        )
+
+    def dataset(self, name: str) -> Dataset:
+        """The dataset called ``name`` (a clear error if there is none).
+
+        >>> db.dataset("shapes")
+        <Dataset 'shapes': 24 images, 2 classes>
+        """
+        return Dataset(self, name)
+
+    def datasets(self) -> list[Dataset]:
+        """Every dataset, by name.
+
+        >>> [d.name for d in db.datasets()]
+        ['shapes']
+        """
+        with transaction(self.engine, "listing datasets") as session:
+            names = [s.name for s in ds_store.list_summaries(session)]
+        return [Dataset(self, name) for name in names]
+
+    # -- training ------------------------------------------------------------------
+    def train(
+        self,
+        dataset: str,
+        model: str = "logreg",
+        *,
+        classes: ClassesArg = (0, 1),
+        seed: int = 42,
+        test_fraction: float = 0.15,
+        val_fraction: float = 0.0,
+        split: str = "auto",
+        name: str | None = None,
+        cache: str = "auto",
+        eval_every: int | None = None,
+        checkpoint_every: int | None = None,
+        progress: Progress | None = None,
+        **hyperparams: Any,
+    ) -> TrainResult:
+        """Train a built-in model, as ``signdb train`` does; the defaults are the seed's run.
+
+        ``classes`` takes names or labels, or ``"all"``; ``hyperparams`` go to
+        the model (``lr=0.01``, ``iterations=150``, ``hidden=[64]``, ...).
+
+        >>> result = db.train("shapes", "softmax", classes="all", iterations=20)
+        >>> result.status, result.test_accuracy is not None
+        ('succeeded', True)
+        """
+        spec = TrainSpec(
+            dataset=dataset,
+            model=model,
+            classes=parse_classes(classes),
+            hyperparams=dict(hyperparams),
+            seed=seed,
+            test_fraction=test_fraction,
+            val_fraction=val_fraction,
+            split=split,
+            name=name,
+            trainer=TrainerSettings(
+                cache=cache, eval_every=eval_every, checkpoint_every=checkpoint_every
+            ),
+        )
+        return train(self.engine, spec, progress=progress)
+
+    def resume(self, run_id: int, *, progress: Progress | None = None) -> TrainResult:
+        """Continue an interrupted or failed built-in run from its last checkpoint.
+
+        >>> db.resume(db.runs()[-1]["run_id"])  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        signdb.errors.InvalidArgument: run ... already succeeded; nothing to resume
+        """
+        return resume(self.engine, run_id, progress=progress)
+
+    def start_run(
+        self,
+        dataset: str,
+        model: str,
+        *,
+        classes: ClassesArg = None,
+        params: dict[str, Any] | None = None,
+        seed: int = 42,
+        test_fraction: float = 0.15,
+        val_fraction: float = 0.0,
+        split: str = "auto",
+        name: str | None = None,
+        cache: str = "auto",
+    ) -> Run:
+        """A run for your own training code; use it as a context manager.
+
+        ``model`` is free text (``"torch:resnet18"``); ``params`` are stored as
+        the run's hyperparameters. The dataset, classes and fractions are
+        checked, and the split assigned, before the run row is written.
+
+        >>> with db.start_run("shapes", "my-model", params={"lr": 0.1}) as run:
+        ...     X, y, ids = run.arrays("train")
+        ...     run.log(0, loss=0.7)
+        >>> X.shape[1:], run.status
+        ((16, 16, 1), 'succeeded')
+        """
+        return start_run(
+            self.engine,
+            dataset=dataset,
+            model=model,
+            classes=parse_classes(classes),
+            params=params,
+            seed=seed,
+            test_fraction=test_fraction,
+            val_fraction=val_fraction,
+            split=split,
+            name=name,
+            cache=cache,
+        )
+
+    # -- results -------------------------------------------------------------------
+    def evaluate(
+        self, run_id: int, *, split: str = "test", thresholds: str = "0:1:0.01"
+    ) -> EvaluationResult:
+        """Score a trained run's split and replace its predictions and evaluation rows.
+
+        >>> oldest = db.runs()[-1]["run_id"]  # the example database's softmax run
+        >>> db.evaluate(oldest).predictions > 0
+        True
+        """
+        return evaluate(self.engine, run_id, split=split, thresholds=thresholds)
+
+    def predict(self, run_id: int, paths: Iterable[str | Path]) -> list[dict[str, Any]]:
+        """Class and probabilities for image files, with a built-in run's stored weights.
+
+        >>> image = next((example_images / "square").iterdir())
+        >>> [p["class"] for p in db.predict(db.runs()[-1]["run_id"], [image])]
+        ['square']
+        """
+        return predict_files(self.engine, run_id, list(paths))
+
+    def report(self, run_id: int, out_dir: str | Path, *, threshold: float = 0.5) -> Path:
+        """Write a static HTML report of a run into ``out_dir``; returns its index.html.
+
+        >>> import tempfile
+        >>> db.report(db.runs()[-1]["run_id"], tempfile.mkdtemp()).name
+        'index.html'
+        """
+        return write_report(self.engine, run_id, out_dir, threshold=threshold)
+
+    def runs(self, *, dataset: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
+        """Runs as ``run_summary`` shows them, newest first.
+
+        >>> "softmax" in {r["model"] for r in db.runs()}
+        True
+        """
+        return list_runs(self.engine, dataset=dataset, limit=limit)
+
+    def run(self, run_id: int) -> dict[str, Any]:
+        """Everything ``run_summary`` holds about one run.
+
+        >>> db.run(db.runs()[-1]["run_id"])["status"]
+        'succeeded'
+        """
+        return show_run(self.engine, run_id)
+
+
+def parse_classes(value: ClassesArg) -> list[int | str] | None:
+    """``"all"`` or None (every class), ``"cat,dog"``, or a sequence of names or labels."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        if value.strip().lower() == "all":
+            return None
+        items = [v.strip() for v in value.split(",") if v.strip()]
+        if not items:
+            raise InvalidArgument(
+                f"classes takes comma-separated class names or labels, or 'all', got {value!r}; "
+                "e.g. classes='0,1' or classes='cat,dog'"
+            )
+        return items
+    return list(value)
