@@ -211,6 +211,8 @@ class Database:
         val_fraction: float = 0.0,
         split: str = "auto",
         name: str | None = None,
+        engine: str = "numpy",
+        device: str = "auto",
         cache: str = "auto",
         eval_every: int | None = None,
         checkpoint_every: int | None = None,
@@ -220,7 +222,8 @@ class Database:
         """Train a built-in model, as ``signdb train`` does; the defaults are the seed's run.
 
         ``classes`` takes names or labels, or ``"all"``; ``hyperparams`` go to
-        the model (``lr=0.01``, ``iterations=150``, ``hidden=[64]``, ...).
+        the model (``lr=0.01``, ``iterations=150``, ``hidden=[64]``, ...);
+        ``engine="torch"`` trains ``mlp`` and ``cnn`` with PyTorch on ``device``.
 
         >>> result = db.train("shapes", "softmax", classes="all", iterations=20)
         >>> result.status, result.test_accuracy is not None
@@ -236,8 +239,12 @@ class Database:
             val_fraction=val_fraction,
             split=split,
             name=name,
+            engine=engine,
             trainer=TrainerSettings(
-                cache=cache, eval_every=eval_every, checkpoint_every=checkpoint_every
+                cache=cache,
+                eval_every=eval_every,
+                checkpoint_every=checkpoint_every,
+                device=device,
             ),
         )
         return train(self.engine, spec, progress=progress)

@@ -89,6 +89,19 @@ def parse_params(pairs: tuple[str, ...]) -> dict[str, Any]:
     "--val-fraction; auto: fixed when every image has one.",
 )
 @click.option("--name", help="A label for the run.")
+@click.option(
+    "--engine",
+    "engine_name",
+    type=click.Choice(["numpy", "torch"]),
+    help="numpy (default; every model) or torch (mlp, cnn; pip install 'signdb[torch]').",
+)
+@click.option(
+    "--device",
+    type=click.Choice(["auto", "cpu", "cuda"]),
+    default="auto",
+    show_default=True,
+    help="torch engine: auto picks CUDA when torch.cuda.is_available().",
+)
 @click.option("--hidden", help="MLP hidden layer sizes, e.g. 256,128.")
 @click.option(
     "--optimizer",
@@ -131,6 +144,8 @@ def train(
     val_fraction: float,
     split_mode: str,
     name: str | None,
+    engine_name: str | None,
+    device: str,
     params: tuple[str, ...],
     cache: str,
     eval_every: int | None,
@@ -147,7 +162,7 @@ def train(
 
     # Everything is checked before a server starts.
     settings = training.TrainerSettings(
-        cache=cache, eval_every=eval_every, checkpoint_every=checkpoint_every
+        cache=cache, eval_every=eval_every, checkpoint_every=checkpoint_every, device=device
     )
     if resume_id is None and not dataset:
         raise click.UsageError("--dataset is required (or --resume RUN_ID)")
@@ -163,13 +178,16 @@ def train(
             val_fraction=val_fraction,
             split=split_mode,
             name=name,
+            engine=engine_name or "numpy",
             trainer=settings,
         )
     engine = ctx.db.engine
     progress = TrainProgress(ctx)
     try:
         if spec is None:
-            result = ctx.db.resume(resume_id, progress=progress)
+            result = training.resume(
+                ctx.db.engine, resume_id, progress=progress, engine_name=engine_name
+            )
         else:
             result = training.train(engine, spec, progress=progress)
     finally:

@@ -210,7 +210,11 @@ weights = Table(
     Column("data", ARRAY(REAL), nullable=False),
     Column("final", Boolean, nullable=False, server_default="false"),
     _now(),
+    # A tensor that is not float32 also keeps its exact little-endian bytes.
+    Column("dtype", Text, nullable=False, server_default="float32"),
+    Column("raw", LargeBinary),
     PrimaryKeyConstraint("run_id", "step", "tensor"),
+    CheckConstraint("(dtype = 'float32') = (raw IS NULL)", name="raw_dtype"),
 )
 
 predictions = Table(

@@ -7,10 +7,11 @@ from signdb.ml.base import Classifier, StepResult
 from signdb.ml.cnn import ConvNet
 from signdb.ml.logreg import LogisticRegression
 from signdb.ml.mlp import MLPClassifier
-from signdb.ml.registry import MODELS, build_model, model_names
+from signdb.ml.registry import ENGINES, MODELS, build_model, model_class, model_names
 from signdb.ml.softmax import SoftmaxRegression
 
 __all__ = [
+    "ENGINES",
     "MODELS",
     "Classifier",
     "ConvNet",
@@ -19,5 +20,6 @@ __all__ = [
     "SoftmaxRegression",
     "StepResult",
     "build_model",
+    "model_class",
     "model_names",
 ]

@@ -10,6 +10,12 @@ True
 Traceback (most recent call last):
 ...
 signdb.errors.InvalidArgument: unknown model 'svm'; choose one of ...logreg, mlp, softmax
+>>> type(build_model("cnn", engine="torch")).__name__
+'TorchConvNet'
+>>> build_model("logreg", engine="torch")  # doctest: +ELLIPSIS
+Traceback (most recent call last):
+...
+signdb.errors.InvalidArgument: --engine torch trains mlp and cnn; logreg runs on --engine numpy
 """
 
 from __future__ import annotations
@@ -33,11 +39,34 @@ def model_names() -> list[str]:
     return list(MODELS)
 
 
-def build_model(name: str, **hyperparams: Any) -> Classifier:
-    """An unfitted model ``name`` with the given hyperparameters (others keep their defaults)."""
+#: The engines ``--engine`` accepts. The torch engine's classes are imported
+#: only when asked for, so signdb runs without PyTorch installed.
+ENGINES = ("numpy", "torch")
+
+
+def model_class(name: str, engine: str = "numpy") -> type[Classifier]:
+    """The class that trains model ``name`` on ``engine``."""
+    if engine not in ENGINES:
+        raise InvalidArgument(f"unknown engine {engine!r}; choose one of {', '.join(ENGINES)}")
     cls = MODELS.get(name)
     if cls is None:
         raise InvalidArgument(f"unknown model {name!r}; choose one of {', '.join(sorted(MODELS))}")
+    if engine == "numpy":
+        return cls
+    from signdb.ml.torchnet import TORCH_MODELS, require_torch
+
+    if name not in TORCH_MODELS:
+        raise InvalidArgument(
+            f"--engine torch trains {' and '.join(sorted(TORCH_MODELS, reverse=True))}; "
+            f"{name} runs on --engine numpy"
+        )
+    require_torch()
+    return TORCH_MODELS[name]
+
+
+def build_model(name: str, *, engine: str = "numpy", **hyperparams: Any) -> Classifier:
+    """An unfitted model ``name`` with the given hyperparameters (others keep their defaults)."""
+    cls = model_class(name, engine)
     accepted = cls.param_names()
     unknown = sorted(set(hyperparams) - set(accepted))
     if unknown:

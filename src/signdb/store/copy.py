@@ -52,6 +52,8 @@ def field(data: bytes) -> bytes:
 
 def binary_array(values: np.ndarray, element_oid: int) -> bytes:
     """PostgreSQL's binary format of a one-dimensional array without NULLs."""
+    if len(values) == 0:  # PostgreSQL's empty array has no dimensions at all
+        return np.array([0, 0, element_oid], ">i4").tobytes()
     header = np.array([1, 0, element_oid, len(values), 1], ">i4").tobytes()
     elements = np.empty(len(values), dtype=[("len", ">i4"), ("value", values.dtype)])
     elements["len"] = values.dtype.itemsize

@@ -22,6 +22,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from typing import Any, TypeVar
 
 import numpy as np
@@ -84,6 +85,8 @@ class Run:
         self._heartbeat = Heartbeat(engine, record.id, **_interval(heartbeat_seconds))
         self._previous_handlers: dict[int, Any] = {}
         self._stop_signal: int | None = None
+        self._critical = 0  # > 0 while signdb itself writes: a signal waits for the end
+        self._deferred = False
         self._status: str | None = None  # set once the run has ended
         self._entered = False
 
@@ -118,7 +121,25 @@ class Run:
 
     def _on_signal(self, signum: int, _frame: object) -> None:
         self._stop_signal = signum
-        if self._signals == "raise":
+        if self._signals != "raise":
+            return
+        if self._critical:
+            # Inside one of our writes (a COPY in flight): raising here would leave
+            # the connection half-way through the protocol. Raise once it is done.
+            self._deferred = True
+            return
+        raise RunInterrupted(self._interrupted_message())
+
+    @contextmanager
+    def _uninterrupted(self) -> Iterator[None]:
+        """Hold SIGINT/SIGTERM (raise mode) until the block's writes are complete."""
+        self._critical += 1
+        try:
+            yield
+        finally:
+            self._critical -= 1
+        if self._deferred and not self._critical and self._status is None:
+            self._deferred = False
             raise RunInterrupted(self._interrupted_message())
 
     @property
@@ -151,7 +172,8 @@ class Run:
             with transaction(self.engine, f"{doing} of run {self.id}") as session:
                 return fn(session)
 
-        return retrying(attempt, seconds=self.retry_seconds)
+        with self._uninterrupted():
+            return retrying(attempt, seconds=self.retry_seconds)
 
     def log(self, step: int, **metrics: float) -> None:
         """Record ``metrics`` at ``step``; buffered and written with binary COPY.
@@ -170,7 +192,14 @@ class Run:
             if type(value) is not float or value - value != 0.0:
                 metrics = {name: check_metric(name, v) for name, v in metrics.items()}
                 break
-        self.metrics.log_step(step, metrics)
+        self._critical += 1  # inlined _uninterrupted(): run.log is the hot path
+        try:
+            self.metrics.log_step(step, metrics)
+        finally:
+            self._critical -= 1
+        if self._deferred and not self._critical:
+            self._deferred = False
+            raise RunInterrupted(self._interrupted_message())
 
     def log_metric(self, key: str, value: float, step: int) -> None:
         """MLflow's spelling of :meth:`log`.
@@ -192,7 +221,8 @@ class Run:
         self._check_open()
         step = _check_step(step)
         arrays = _check_tensors(tensors)
-        self.metrics.flush()  # a checkpoint never claims progress whose metrics were lost
+        with self._uninterrupted():
+            self.metrics.flush()  # a checkpoint never claims progress whose metrics were lost
         self._write(
             "saving weights",
             lambda s: weight_store.save_tensors(s, self.id, step, arrays, final=final),
@@ -210,7 +240,8 @@ class Run:
         (50, 100)
         """
         self._check_open()
-        self.metrics.flush()
+        with self._uninterrupted():
+            self.metrics.flush()
 
         def write(session: Any) -> None:
             weight_store.save_tensors(session, self.id, step, tensors, final=final)
@@ -274,7 +305,8 @@ class Run:
         self._check_open()
         split = _check_split(split)
         sweep = parse_thresholds(thresholds)
-        self.metrics.flush()
+        with self._uninterrupted():
+            self.metrics.flush()
 
         def write(session: Any) -> int:
             scored = scored_from_user(
@@ -318,6 +350,7 @@ class Run:
 
     # -- ending ----------------------------------------------------------------------
     def _end(self, status: str, error: str | None = None) -> None:
+        self._deferred = False
         try:
             self.metrics.flush()
         except Exception as flush_error:  # noqa: BLE001 - the outcome matters more
@@ -363,15 +396,25 @@ def _check_split(split: str) -> str:
     return split
 
 
-def _check_tensors(tensors: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+def _check_tensors(tensors: Mapping[str, Any]) -> dict[str, np.ndarray]:
+    """numpy arrays (torch tensors are moved to the CPU) of a type stored exactly."""
     if not isinstance(tensors, Mapping) or not tensors:
         raise InvalidArgument("save_weights needs a non-empty mapping of name -> array")
     out = {}
     for name, value in tensors.items():
-        if not isinstance(name, str) or not name:
+        if not isinstance(name, str) or not name or "\x00" in name:
             raise InvalidArgument(f"tensor names are non-empty text, got {name!r}")
+        if hasattr(value, "detach"):  # a torch tensor
+            if str(getattr(value, "dtype", "")) == "torch.bfloat16":
+                raise InvalidArgument(
+                    f"tensor {name!r} is bfloat16, which numpy cannot hold; store "
+                    "tensor.float() (float32 holds every bfloat16 value exactly)"
+                )
+            value = value.detach().cpu().numpy()
         arr = np.asarray(value)
         if arr.dtype.kind not in "fiub":
-            raise InvalidArgument(f"tensor {name!r} has dtype {arr.dtype}; store numeric arrays")
+            raise InvalidArgument(
+                f"tensor {name!r} has dtype {arr.dtype}; store numeric or boolean arrays"
+            )
         out[name] = arr
     return out

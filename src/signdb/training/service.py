@@ -42,7 +42,8 @@ RESUME_HINT = "resume with `signdb train --resume {run_id}`"
 
 def _prepare_model(engine: Engine, spec: TrainSpec) -> Classifier:
     """Build and initialise the model before any row is written: bad input writes nothing."""
-    model = build_model(spec.model, seed=spec.seed, **spec.hyperparams)
+    model = build_model(spec.model, engine=spec.engine, seed=spec.seed, **spec.hyperparams)
+    _place(model, spec.engine, spec.trainer.device)
     with transaction(engine, "checking the training request") as session:
         ds = ds_store.get_dataset(session, spec.dataset)
         labels = ds_store.label_counts(session, ds.id)
@@ -66,7 +67,7 @@ def train(engine: Engine, spec: TrainSpec, progress: Progress | None = None) -> 
         val_fraction=spec.val_fraction,
         split=spec.split,
         name=spec.name,
-        engine_name="numpy",
+        engine_name=spec.engine,
         trainer=spec.trainer.as_dict(),
         cache=spec.trainer.cache,
         signals="flag",
@@ -75,12 +76,24 @@ def train(engine: Engine, spec: TrainSpec, progress: Progress | None = None) -> 
     return _train(run, model, spec.trainer, 0, progress)
 
 
-def resume(engine: Engine, run_id: int, progress: Progress | None = None) -> TrainResult:
-    """Continue an interrupted or failed run from its last checkpoint."""
+def resume(
+    engine: Engine,
+    run_id: int,
+    progress: Progress | None = None,
+    *,
+    engine_name: str | None = None,
+) -> TrainResult:
+    """Continue an interrupted or failed run from its last checkpoint.
+
+    ``engine_name``, when given, must be the engine the run was trained on: a
+    checkpoint of one engine is not a model of the other.
+    """
     with transaction(engine, f"reading run {run_id}") as session:
-        settings = TrainerSettings.from_dict(run_store.get_run(session, run_id).trainer)
+        record = run_store.get_run(session, run_id)
+        settings = TrainerSettings.from_dict(record.trainer)
+    _check_engine(record, engine_name)
     run, step, tensors = reopen_run(engine, run_id, cache=settings.cache, resume_hint=RESUME_HINT)
-    model = _model_of(run.record, run.data.shape)
+    model = _model_of(run.record, run.data.shape, settings.device)
     if tensors is not None:
         model.load_state_dict(tensors)
     return _train(run, model, settings, step, progress)
@@ -102,8 +115,32 @@ def _train(
     )
 
 
-def _model_of(record: run_store.Run, shape: tuple[int, int, int]) -> Classifier:
-    model = build_model(record.model, **record.hyperparams)
+def _check_engine(record: run_store.Run, wanted: str | None) -> None:
+    if record.engine not in ("numpy", "torch"):
+        raise InvalidArgument(
+            f"run {record.id} was logged by your own code (model {record.model!r}); only "
+            "built-in runs can be resumed, evaluated or predicted with by signdb"
+        )
+    if wanted is not None and wanted != record.engine:
+        raise InvalidArgument(
+            f"run {record.id} was trained on the {record.engine} engine; it resumes on the "
+            f"{record.engine} engine only (drop --engine {wanted})"
+        )
+
+
+def _place(model: Classifier, engine: str, device: str) -> None:
+    if engine == "torch":
+        model.set_device(device)
+    elif device not in ("auto", "cpu"):
+        raise InvalidArgument(f"--device {device} needs --engine torch; numpy trains on the CPU")
+
+
+def _model_of(
+    record: run_store.Run, shape: tuple[int, int, int], device: str = "auto"
+) -> Classifier:
+    _check_engine(record, None)
+    model = build_model(record.model, engine=record.engine, **record.hyperparams)
+    _place(model, record.engine, device)
     model.initialize(shape, record.classes)
     return model
 
@@ -112,6 +149,7 @@ def load_model(engine: Engine, run_id: int) -> tuple[run_store.Run, Classifier]:
     """Rebuild a run's model from its final stored weights."""
     with transaction(engine, f"loading the weights of run {run_id}") as session:
         record = run_store.get_run(session, run_id)
+        _check_engine(record, None)
         dataset = ds_store.get_dataset(session, record.dataset)
         step = weight_store.latest_step(session, run_id, final_only=True)
         if step is None:

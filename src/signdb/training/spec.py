@@ -14,6 +14,8 @@ from signdb.errors import InvalidArgument
 from signdb.results import Result
 from signdb.tracking.data import check_cache_mode
 
+DEVICES = ("auto", "cpu", "cuda")
+
 
 @dataclass(frozen=True)
 class TrainerSettings(Result):
@@ -23,14 +25,18 @@ class TrainerSettings(Result):
     eval_every: log test accuracy every N steps (default: 20 times a run).
     checkpoint_every: store a checkpoint every N steps (default: 10 per run,
         at most one per 10 s).
+    device: where the torch engine trains: auto (CUDA when there is one), cpu, cuda.
     """
 
     cache: str = "auto"
     eval_every: int | None = None
     checkpoint_every: int | None = None
+    device: str = "auto"
 
     def __post_init__(self) -> None:
         check_cache_mode(self.cache)
+        if self.device not in DEVICES:
+            raise InvalidArgument(f"--device must be auto, cpu or cuda, got {self.device!r}")
         for key in ("eval_every", "checkpoint_every"):
             value = getattr(self, key)
             if value is not None and (
@@ -60,4 +66,5 @@ class TrainSpec:
     val_fraction: float = 0.0
     split: str = "auto"  # auto, fixed or hash (see signdb.data.splits.plan_split)
     name: str | None = None
+    engine: str = "numpy"  # numpy or torch (signdb.ml.ENGINES)
     trainer: TrainerSettings = field(default_factory=TrainerSettings)
