@@ -67,3 +67,23 @@ def test_numpy_loop_example(photos):
     assert (status, model) == ("succeeded", "numpy:softmax-loop")
     assert curves["val_accuracy"] == 5 and curves["loss"] >= 5
     assert f1 is not None and rank is not None
+
+
+def test_torch_custom_model_example(photos, tmp_path):
+    run_id = _run_example("torch_custom_model.py", "--epochs", "5", "--batch-size", "8")
+    (status, model, f1), curves, rank = _views(photos, run_id)
+    assert (status, model) == ("succeeded", "torch:small-cnn")
+    assert curves["val_accuracy"] == 5 and curves["loss"] >= 5
+    assert f1 > 0.5 and rank is not None  # it learns (0.77 here), and is on the leaderboard
+    info = make_url(photos).set(drivername="postgresql").render_as_string(hide_password=False)
+    with psycopg.connect(info) as conn:
+        dtypes = dict(
+            conn.execute(
+                "SELECT tensor, dtype FROM signdb.weights WHERE run_id = %s AND final", [run_id]
+            ).fetchall()
+        )
+    assert dtypes["features.1.num_batches_tracked"] == "int64"  # kept as it is
+    assert dtypes["head.weight"] == "float32"
+    report = signdb("report", str(run_id), "--out", str(tmp_path / "report"), "--json")
+    assert report.returncode == 0, report.stderr
+    assert (tmp_path / "report" / "index.html").is_file()

@@ -283,6 +283,7 @@ ALLOWED = {
     ("store/runs.py", "assign_images"): "interpolates the constant SPLIT_EXPRESSION",
     ("store/images.py", "insert_samples"): "interpolates the constant column list _COLUMNS",
     ("store/images.py", "_insert_via_staging"): "interpolates the constant column list _COLUMNS",
+    ("store/images.py", "_sharded"): "interpolates the constant ORDER BY clauses of this module",
 }
 
 

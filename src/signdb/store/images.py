@@ -7,11 +7,11 @@ from dataclasses import dataclass
 
 import numpy as np
 import psycopg
-from sqlalchemy import text
+from sqlalchemy import TextClause, text
 from sqlalchemy.orm import Session
 
 from signdb.data.samples import Sample
-from signdb.errors import InputError
+from signdb.errors import InputError, InvalidArgument
 from signdb.store.copy import copy_rows, raw_connection
 from signdb.store.datasets import Dataset
 
@@ -139,13 +139,30 @@ _RUN_IMAGES = (
     "JOIN signdb.images i ON i.id = ri.image_id "
     "WHERE ri.run_id = :run AND ri.split = ANY(:splits) "
 )
-_BY_ID = text(_RUN_IMAGES + "ORDER BY i.id OFFSET :offset")
+_ID_ORDER = "i.id"
 # The shuffled order of one epoch; order_key() is its Python twin for cached data.
-_SHUFFLED = text(
-    _RUN_IMAGES
-    + "ORDER BY md5(i.sha256 || ':' || CAST(:seed AS text) || ':' || CAST(:epoch AS text)), i.id "
-    "OFFSET :offset"
-)
+_SHUFFLED_ORDER = "md5(i.sha256 || ':' || CAST(:seed AS text) || ':' || CAST(:epoch AS text)), i.id"
+_BY_ID = text(_RUN_IMAGES + f"ORDER BY {_ID_ORDER} OFFSET :offset")
+_SHUFFLED = text(_RUN_IMAGES + f"ORDER BY {_SHUFFLED_ORDER} OFFSET :offset")
+
+
+def _sharded(order: str) -> TextClause:
+    """Every ``count``-th row, from row ``index`` on, of the same order: one shard of it.
+
+    The rows are numbered over the light columns only; pixels are joined in for
+    the shard's rows alone, so a shard reads and sends its own images and no others.
+    """
+    return text(
+        "SELECT i.id, n.split, i.label, i.sha256, i.pixels FROM ("  # noqa: S608 - constants
+        f"SELECT i.id, ri.split, row_number() OVER (ORDER BY {order}) - 1 AS rn "
+        "FROM signdb.run_images ri JOIN signdb.images i ON i.id = ri.image_id "
+        "WHERE ri.run_id = :run AND ri.split = ANY(:splits)"
+        ") AS n JOIN signdb.images i ON i.id = n.id "
+        "WHERE n.rn % :count = :index ORDER BY n.rn OFFSET :offset"
+    )
+
+
+_SHARDED = {False: _sharded(_ID_ORDER), True: _sharded(_SHUFFLED_ORDER)}
 
 
 def stream_run_images(
@@ -157,16 +174,25 @@ def stream_run_images(
     chunk: int,
     shuffle: tuple[int, int] | None = None,
     offset: int = 0,
+    shard: tuple[int, int] | None = None,
 ) -> Iterator[ImageChunk]:
     """A run's images of ``splits``, ``chunk`` rows at a time, through a server-side cursor.
 
     In id order, or with ``shuffle=(seed, epoch)`` in that epoch's shuffled
     order; ``offset`` skips rows already read (a reader resuming after a lost
     connection). The one read that training, evaluation and the API share.
+
+    ``shard=(index, count)`` keeps the rows at positions ``index``,
+    ``index + count``, ... of that order (``signdb.torch.RunDataset``'s
+    DataLoader workers and ranks): ``count`` readers with indexes ``0 .. count-1``
+    see every row exactly once between them, and ``offset`` counts the shard's rows.
     """
     query = _BY_ID if shuffle is None else _SHUFFLED
     seed, epoch = shuffle or (0, 0)
     params = {"run": run_id, "splits": list(splits), "seed": seed, "epoch": epoch, "offset": offset}
+    if shard is not None:
+        query = _SHARDED[shuffle is not None]
+        params["index"], params["count"] = _check_shard(shard)
     result = session.execute(
         query, params, execution_options={"stream_results": True, "yield_per": chunk}
     )
@@ -180,6 +206,16 @@ def stream_run_images(
             sha256=[r[3] for r in rows],
             pixels=pixels.reshape(n, *shape),
         )
+
+
+def _check_shard(shard: tuple[int, int]) -> tuple[int, int]:
+    index, count = shard
+    ok = all(isinstance(v, int) and not isinstance(v, bool) for v in shard)
+    if not ok or count < 1 or not 0 <= index < count:
+        raise InvalidArgument(
+            f"shard must be (index, count) with 0 <= index < count, got {tuple(shard)!r}"
+        )
+    return index, count
 
 
 def image_pixels(session: Session, image_ids: Sequence[int]) -> dict[int, tuple]:
@@ -203,3 +239,4 @@ def durability_barrier(session: Session) -> None:
     """Give the transaction an id, so its synchronous commit flushes the WAL to here,
     every earlier asynchronous commit included."""
     session.execute(text("SELECT pg_current_xact_id()"))
+
