@@ -8,7 +8,7 @@ migration fails loudly instead of hanging.
 from alembic import context
 from sqlalchemy import text
 
-from signdb.db import roles
+from signdb.db import roles, sweep_storage
 from signdb.db.engine import get_engine
 from signdb.db.schema import COMPARE_OPTIONS, SCHEMA, metadata
 
@@ -33,6 +33,10 @@ def _run(connection) -> None:  # noqa: ANN001
     try:
         connection.execute(text(f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}"))
         connection.commit()
+        if _reaches_sweeps():
+            # Revision 0008's views read Optuna's tables: Optuna creates them
+            # (idempotently) first, as this owner, in schema optuna.
+            sweep_storage.ensure_tables(connection)
         context.configure(
             connection=connection,
             target_metadata=metadata,
@@ -48,6 +52,25 @@ def _run(connection) -> None:  # noqa: ANN001
         connection.commit()
 
 
+SWEEPS_REVISION = "0008"
+
+
+def _reaches_sweeps() -> bool:
+    """True when the migration's destination is the sweeps revision or later."""
+    from alembic.script import ScriptDirectory
+
+    destination = context.get_revision_argument()
+    if destination in (None, "base"):
+        return False
+    script = ScriptDirectory.from_config(context.config)
+    heads = script.get_revisions(destination)
+    return any(
+        rev.revision == SWEEPS_REVISION
+        for head in heads
+        for rev in script.iterate_revisions(head.revision, "base")
+    )
+
+
 def _grant(connection) -> None:  # noqa: ANN001
     """The one grant step every migration run ends with: new tables and views get the
     roles' privileges without anyone remembering to re-run the grants. Skipped at
@@ -57,7 +80,10 @@ def _grant(connection) -> None:  # noqa: ANN001
     ).scalar()
     count = text(f"SELECT count(*) FROM {SCHEMA}.alembic_version")  # noqa: S608 - constant
     if at and connection.execute(count).scalar():
-        for statement in roles.create_roles_sql() + roles.grant_sql():
+        statements = roles.create_roles_sql() + roles.grant_sql()
+        if sweep_storage.schema_exists(connection):
+            statements += roles.optuna_grant_sql()
+        for statement in statements:
             connection.execute(text(statement))
         connection.commit()
 

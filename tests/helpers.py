@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -85,3 +86,34 @@ def named_tree(root, classes, per_class: int, *, seed: int = 0, splits=None):
                     root / split / name, per_class, seed=seed + 10 * i + j, colour=COLOURS[name]
                 )
     return root
+
+
+@contextlib.contextmanager
+def login_role(admin_url: str, member_of: str):
+    """A LOGIN role (trust auth, no password) in ``member_of``; dropped afterwards.
+
+    Roles are cluster-wide, so the name is unique to this process and call.
+    """
+    import uuid
+
+    import psycopg
+    from psycopg import sql
+    from sqlalchemy.engine import make_url
+
+    name = f"signdb_test_{member_of}_{os.getpid()}_{uuid.uuid4().hex[:6]}"
+    admin = make_url(admin_url).set(drivername="postgresql").render_as_string(hide_password=False)
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(
+            sql.SQL("CREATE ROLE {} LOGIN IN ROLE {}").format(
+                sql.Identifier(name), sql.Identifier(member_of)
+            )
+        )
+    try:
+        yield name
+    finally:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = %s",
+                [name],
+            )
+            conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(name)))

@@ -19,6 +19,7 @@ one line and exits 1.
     │   └── LabelError           a label that is not valid for the dataset
     ├── FetchError               download or checksum failure
     ├── RunClosed                a call on a run that has already ended
+    ├── SweepError               a sweep cannot go on (no sweep tables, a lost trial)
     └── TrainingError            a run failed while training
         └── RunInterrupted       SIGINT/SIGTERM stopped a run
 """
@@ -100,6 +101,10 @@ class FetchError(SignDBError):
 
 
 class RunClosed(SignDBError):
+    pass
+
+
+class SweepError(SignDBError):
     pass
 
 

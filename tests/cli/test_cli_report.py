@@ -117,3 +117,80 @@ def test_report_evaluates_a_run_first_and_names_bad_runs(real_runs, tmp_path):  
         "report", "999999", "--out", str(tmp_path / "x"), env={"SIGNDB_DATABASE_URL": real_runs.url}
     )
     assert result.returncode == 1 and "no run with id 999999" in result.stderr
+
+
+def element_boxes(page: Path, tmp_path: Path, selector: str) -> list[dict]:
+    """Where Chromium lays out each element matching ``selector`` (CSS pixels, at the
+    screenshot's window size), and whether each of its images decoded."""
+    probe = tmp_path / "probe.html"
+    script = (
+        "<script>window.addEventListener('load', () => {"
+        f"const out = [...document.querySelectorAll({json.dumps(selector)})].map(e => {{"
+        "const r = e.getBoundingClientRect();"
+        "return {id: e.id, top: r.top + scrollY, left: r.left, width: r.width, height: r.height,"
+        " images: [...e.querySelectorAll('img')].map(i => i.complete && i.naturalWidth > 0)};});"
+        "const pre = document.createElement('pre'); pre.id = 'boxes';"
+        "pre.textContent = JSON.stringify(out); document.body.appendChild(pre);});</script>"
+    )
+    probe.write_text(page.read_text().replace("</body>", script + "</body>"))
+    done = subprocess.run(
+        [
+            CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+            f"--user-data-dir={tmp_path / 'profile-dom'}", f"--window-size={WIDTH},{HEIGHT}",
+            "--virtual-time-budget=5000", "--dump-dom", probe.as_uri(),
+        ],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    found = re.search(r'<pre id="boxes">(.*?)</pre>', done.stdout, re.S)
+    assert found, f"chromium did not lay out the page: {done.stderr[-500:]}"
+    import html as html_lib
+
+    return json.loads(html_lib.unescape(found.group(1)))
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (apt-get install chromium)")
+def test_sweep_report_renders_every_figure_and_the_table(db_url, mini_dataset_dir, tmp_path):
+    from signdb import connect
+    from signdb.sweeps import SweepRequest, create_sweep, work
+
+    for label in ("0", "1", "2"):
+        shutil.copytree(mini_dataset_dir / label, tmp_path / "digits" / label)
+    db = connect(db_url)
+    db.load(tmp_path / "digits", "digits", size=32, workers=1)
+    params = ("lr=choice:0.002,0.01", "hidden=choice:[8],[16]", "iterations=4", "batch_size=8")
+    request = SweepRequest("look", "digits", classes=None, params=params, sampler="grid", repeats=2)
+    create_sweep(db.engine, request)
+    work(db.engine, "look")
+
+    out = tmp_path / "report"
+    result = signdb("report", "--sweep", "look", "--out", str(out), "--json")
+    assert result.returncode == 0, result.stderr
+    page = Path(json.loads(result.stdout)["path"])
+    sources = check_resources(page)
+    assert len(sources) == 3
+    html = page.read_text()
+    assert "signdb sweep look" in html and "mean ± sd over repeats" in html
+    assert "data-frame" not in html  # plain panels, no coloured frames
+    # The seed's table: one row per configuration, mean ± sd of val and test metrics.
+    assert html.count("<tr>") - 1 - html.count("<tr><th>") >= 4
+    assert html.count(" ± ") >= 4 * 8
+
+    boxes = {b["id"]: b for b in element_boxes(page, tmp_path, "section.panel")}
+    assert set(boxes) == {"fig-objective", "fig-parallel", "fig-curves", "fig-table"}
+    pixels = screenshot(page, tmp_path)
+    for name, box in boxes.items():
+        assert all(box["images"]), f"{name}: an image did not decode"
+        top, left = int(box["top"]), int(box["left"])
+        bottom, right = top + int(box["height"]), left + int(box["width"])
+        assert bottom <= HEIGHT, f"{name} is below the screenshot"
+        assert box["width"] > 500 and box["height"] > (100 if name == "fig-table" else 350)
+        inside = pixels[top + 40 : bottom - 10, left + 10 : right - 10]
+        ink = np.any(np.abs(inside - 255) > 40, axis=2).mean()
+        assert ink > 0.008, f"{name} looks blank ({ink:.3%} non-white pixels)"
+    # Plain grey rules only: no saturated colour in the page outside the figures' images.
+    outside = pixels.copy()
+    for box in boxes.values():
+        top, left = int(box["top"]), int(box["left"])
+        outside[top : top + int(box["height"]), left : left + int(box["width"])] = 255
+    saturation = outside.max(axis=2) - outside.min(axis=2)
+    assert (saturation > 60).mean() < 0.001

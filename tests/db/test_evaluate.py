@@ -2,7 +2,8 @@
 
 ``real_runs`` builds, once per session, a database holding real runs on a
 small slice of the shared dataset: two binary logreg runs that differ only in
-their seed, a 3-class softmax run (all three evaluated) and a failed run. The
+their seed, a 3-class softmax run (all three evaluated), a failed run, and two
+finished sweeps of logreg's learning rate (``lr-grid``, ``lr-random``). The
 analyst-guide, report, predict and runs-CLI tests import it; they only read.
 """
 
@@ -71,6 +72,7 @@ def real_runs(pg_admin_url, template_db, shared_dataset, tmp_path_factory) -> Re
     failed = train(seed=4, name="will fail", hyperparams={"iterations": 5})
     for run in (binary, other, multi):
         evaluation.evaluate(engine, run)
+    _sweeps(engine)
     conninfo = _psycopg_conninfo(url)
     with psycopg.connect(conninfo, autocommit=True) as conn:
         conn.execute(
@@ -84,6 +86,21 @@ def real_runs(pg_admin_url, template_db, shared_dataset, tmp_path_factory) -> Re
     yield RealRuns(url, conninfo, binary, other, multi, failed, images)
     with _admin(pg_admin_url) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def _sweeps(engine) -> None:  # noqa: ANN001
+    """Two finished sweeps of logreg's learning rate, for the analyst guide's sweep queries."""
+    from signdb.sweeps import SweepRequest, create_sweep, work
+
+    fixed = ("iterations=60",)
+    for request in (
+        SweepRequest("lr-grid", "d", "logreg", params=("lr=choice:0.003,0.01,0.03", *fixed),
+                     sampler="grid", repeats=2),
+        SweepRequest("lr-random", "d", "logreg", params=("lr=loguniform:0.003:0.03", *fixed),
+                     sampler="random", trials=3, repeats=2),
+    ):  # fmt: skip
+        create_sweep(engine, request)
+        work(engine, request.name)
 
 
 def _fetch(conninfo: str, sql: str, params=()) -> list[tuple]:

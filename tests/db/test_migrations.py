@@ -9,6 +9,7 @@ import sys
 import psycopg
 import pytest
 from sqlalchemy import text
+from sqlalchemy.engine import make_url
 
 from signdb.data.splits import split_of
 from signdb.db import migrate
@@ -17,7 +18,14 @@ from signdb.db.schema import metadata
 from signdb.errors import SchemaOutOfDate
 
 TABLES = {table.name for table in metadata.tables.values()}
-VIEWS = {"run_summary", "leaderboard", "learning_curves", "confusion"}
+VIEWS = {
+    "run_summary",
+    "leaderboard",
+    "learning_curves",
+    "confusion",
+    "sweep_trials",
+    "sweep_summary",
+}
 
 
 def _insert_sample_rows(pg: psycopg.Connection) -> int:
@@ -258,3 +266,60 @@ def test_three_way_split_functions_match_python(pg):
         ).fetchall()
         assert [u for u, _ in rows] == [split_value(h, seed) for h in hexes]
         assert [s for _, s in rows] == [split_of(h, seed, 0.15, 0.2) for h in hexes]
+
+
+def _optuna_tables(pg: psycopg.Connection) -> set[str]:
+    rows = pg.execute(
+        "SELECT table_schema, table_name FROM information_schema.tables "
+        "WHERE table_name IN ('studies', 'trials', 'trial_heartbeats', 'alembic_version')"
+    ).fetchall()
+    return {f"{schema}.{name}" for schema, name in rows}
+
+
+OPTUNA = {"optuna.studies", "optuna.trials", "optuna.trial_heartbeats", "optuna.alembic_version"}
+
+
+def test_downgrade_leaves_the_sweeps_tables_unless_asked(engine, pg):
+    pg.execute(  # a study, as a sweep leaves one
+        "INSERT INTO optuna.studies (study_name) VALUES ('kept')"
+    )
+    assert _optuna_tables(pg) >= OPTUNA
+    assert migrate.downgrade(engine, "base") is None
+    assert _optuna_tables(pg) >= OPTUNA
+    assert pg.execute("SELECT study_name FROM optuna.studies").fetchall() == [("kept",)]
+    assert migrate.upgrade(engine) == migrate.head_revision(engine)
+    assert migrate.check(engine).ok
+    done = subprocess.run(
+        [sys.executable, "-m", "signdb", "db", "downgrade", "base", "--drop-sweeps"],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr
+    assert not pg.execute("SELECT FROM pg_namespace WHERE nspname = 'optuna'").fetchall()
+    assert migrate.upgrade(engine) == migrate.head_revision(engine)
+    assert _optuna_tables(pg) >= OPTUNA and "public.alembic_version" not in _optuna_tables(pg)
+
+
+def test_optuna_and_signdb_upgrades_work_in_either_order(empty_db_url):
+    from signdb.db import sweep_storage
+
+    engine = get_engine(empty_db_url)
+    info = make_url(empty_db_url).set(drivername="postgresql").render_as_string(hide_password=False)
+    # Optuna first (its own tables in its own schema), then signdb.
+    with psycopg.connect(info, autocommit=True) as pg:
+        pg.execute("CREATE SCHEMA optuna")
+        storage = sweep_storage.make_storage(engine.url, create_tables=True)
+        storage.engine.dispose()
+        assert migrate.upgrade(engine) == migrate.head_revision(engine)
+        assert migrate.check(engine).ok
+        # ... and Optuna's own upgrade after signdb's finds nothing to do.
+        storage = sweep_storage.make_storage(engine.url)
+        storage.upgrade()
+        assert storage.get_current_version() == storage.get_head_version()
+        storage.engine.dispose()
+        assert "public.alembic_version" not in _optuna_tables(pg)
+        assert pg.execute(
+            "SELECT has_table_privilege('signdb_analyst', 'optuna.trials', 'SELECT'), "
+            "has_table_privilege('signdb_analyst', 'optuna.trials', 'INSERT'), "
+            "has_table_privilege('signdb_writer', 'optuna.trials', 'UPDATE')"
+        ).fetchone() == (True, False, True)

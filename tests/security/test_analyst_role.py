@@ -34,9 +34,13 @@ def _conninfo(url: str, **overrides: str) -> str:
     )
 
 
+SCHEMAS = ("signdb", "optuna")  # signdb's own, and the sweeps' Optuna tables
+
+
 @pytest.fixture
 def populated(db_url: str, mini_dataset_dir: Path, tmp_path: Path) -> dict:
-    """A database with a dataset, a finished run, its predictions and evaluations."""
+    """A database with a dataset, a finished run, its predictions and evaluations, and a
+    finished one-trial sweep (rows in every Optuna table the analyst could attack)."""
     tree = tmp_path / "tree"
     for label in ("0", "1"):
         shutil.copytree(mini_dataset_dir / label, tree / label)
@@ -46,6 +50,13 @@ def populated(db_url: str, mini_dataset_dir: Path, tmp_path: Path) -> dict:
     run_id = json.loads(trained.stdout)["run_id"]
     evaluated = signdb("evaluate", str(run_id), "--thresholds", "0:1:0.25")
     assert evaluated.returncode == 0, evaluated.stderr
+    created = signdb(
+        "sweep", "create", "s", "--dataset", "a", "--param", "lr=float:0.01:0.1",
+        "--param", "hidden=[4]", "--param", "iterations=2", "--trials", "1",
+    )  # fmt: skip
+    assert created.returncode == 0, created.stderr
+    worked = signdb("sweep", "work", "s")
+    assert worked.returncode == 0, worked.stderr
     return {"url": db_url, "run_id": run_id}
 
 
@@ -71,25 +82,30 @@ def analyst_login(pg_admin_url: str):
             conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(name)))
 
 
-def _objects(conn: psycopg.Connection) -> tuple[list[str], list[str], list[str]]:
-    """(tables, views, sequences) of schema signdb."""
+Name = tuple[str, str]  # (schema, relation)
+
+
+def _objects(conn: psycopg.Connection) -> tuple[list[Name], list[Name], list[Name]]:
+    """(tables, views, sequences) of schemas signdb and optuna."""
     rows = conn.execute(
-        "SELECT c.relname, c.relkind FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
-        "WHERE n.nspname = 'signdb' AND c.relkind IN ('r', 'p', 'v', 'm', 'S') ORDER BY 1"
+        "SELECT n.nspname, c.relname, c.relkind FROM pg_class c "
+        "JOIN pg_namespace n ON n.oid = c.relnamespace "
+        "WHERE n.nspname = ANY(%s) AND c.relkind IN ('r', 'p', 'v', 'm', 'S') ORDER BY 1, 2",
+        [list(SCHEMAS)],
     ).fetchall()
-    tables = [r for r, k in rows if k in ("r", "p")]
-    views = [r for r, k in rows if k in ("v", "m")]
-    sequences = [r for r, k in rows if k == "S"]
+    tables = [(n, r) for n, r, k in rows if k in ("r", "p")]
+    views = [(n, r) for n, r, k in rows if k in ("v", "m")]
+    sequences = [(n, r) for n, r, k in rows if k == "S"]
     return tables, views, sequences
 
 
-def _snapshot(conn: psycopg.Connection, tables: list[str]) -> dict[str, str]:
+def _snapshot(conn: psycopg.Connection, tables: list[Name]) -> dict[Name, str]:
     """An md5 of each table's full contents, to prove nothing changed."""
     return {
         t: conn.execute(
             sql.SQL(
                 "SELECT md5(coalesce(string_agg(x::text, ',' ORDER BY x::text), '')) FROM {} x"
-            ).format(sql.Identifier("signdb", t))
+            ).format(sql.Identifier(*t))
         ).fetchone()[0]
         for t in tables
     }
@@ -99,15 +115,25 @@ def test_the_analyst_role_is_read_only(populated: dict, analyst_login: str, pg_a
     url, run_id = populated["url"], populated["run_id"]
     with psycopg.connect(_conninfo(url), autocommit=True) as owner:
         tables, views, sequences = _objects(owner)
-        assert {"runs", "images", "weights", "evaluations", "predictions"} <= set(tables)
-        assert {"run_summary", "leaderboard", "learning_curves", "confusion"} <= set(views)
+        own = {"runs", "images", "weights", "evaluations", "predictions", "sweeps"}
+        assert {("signdb", t) for t in own} <= set(tables)
+        optuna = {"studies", "trials", "trial_params", "trial_values", "trial_heartbeats"}
+        assert {("optuna", t) for t in optuna} <= set(tables)
+        assert {
+            ("signdb", v)
+            for v in ("run_summary", "leaderboard", "learning_curves", "confusion")
+            + ("sweep_trials", "sweep_summary")
+        } <= set(views)
         assert sequences, "identity columns have sequences to attack"
+        empty = [t for t in tables if t[0] == "optuna" and t[1] in optuna and not owner.execute(
+            sql.SQL("SELECT EXISTS (SELECT FROM {})").format(sql.Identifier(*t))).fetchone()[0]]  # fmt: skip
+        assert not empty, f"the sweep left these Optuna tables empty: {empty}"
         before = _snapshot(owner, tables)
         owner_pid = owner.execute("SELECT pg_backend_pid()").fetchone()[0]
 
         attempts: list[str | sql.Composed] = []
         for t in tables:
-            ident = sql.Identifier("signdb", t)
+            ident = sql.Identifier(*t)
             column = sql.Identifier(_first_column(owner, t))
             attempts += [
                 sql.SQL(template).format(t=ident, c=column)
@@ -130,20 +156,23 @@ def test_the_analyst_role_is_read_only(populated: dict, analyst_login: str, pg_a
                     "SELECT * FROM {t} LIMIT 1 FOR UPDATE",
                 )
             ]
-        for v in views:
+        for schema, v in views:
             attempts += [
-                f"DROP VIEW signdb.{v} CASCADE",
-                f"CREATE OR REPLACE VIEW signdb.{v} AS SELECT 1 AS x",
-                f"ALTER VIEW signdb.{v} RENAME TO pwned",
+                f"DROP VIEW {schema}.{v} CASCADE",
+                f"CREATE OR REPLACE VIEW {schema}.{v} AS SELECT 1 AS x",
+                f"ALTER VIEW {schema}.{v} RENAME TO pwned",
             ]
-        for s in sequences:
+        for schema, q in sequences:
             attempts += [
-                f"SELECT nextval('signdb.{s}')",
-                f"SELECT setval('signdb.{s}', 1)",
-                f"ALTER SEQUENCE signdb.{s} RESTART",
+                f"SELECT nextval('{schema}.{q}')",
+                f"SELECT setval('{schema}.{q}', 1)",
+                f"ALTER SEQUENCE {schema}.{q} RESTART",
             ]
         attempts += [
             "CREATE TABLE signdb.pwned (x int)",
+            "CREATE TABLE optuna.pwned (x int)",
+            "DROP SCHEMA optuna CASCADE",
+            "DROP TYPE optuna.trialstate CASCADE",
             "CREATE TABLE public.pwned (x int)",
             "CREATE VIEW public.pwned AS SELECT 1",
             "CREATE FUNCTION signdb.pwned() RETURNS int LANGUAGE sql AS 'SELECT 1'",
@@ -192,7 +221,7 @@ def test_the_analyst_role_is_read_only(populated: dict, analyst_login: str, pg_a
             for t in tables:
                 with pytest.raises(psycopg.errors.InsufficientPrivilege), conn.transaction():
                     conn.execute(sql.SQL("LOCK TABLE {} IN EXCLUSIVE MODE").format(
-                        sql.Identifier("signdb", t)))  # fmt: skip
+                        sql.Identifier(*t)))  # fmt: skip
             # A GRANT without grant option only warns; it must not take effect.
             conn.execute("GRANT INSERT ON signdb.runs TO PUBLIC")
             assert not conn.execute(
@@ -214,7 +243,11 @@ def test_the_analyst_role_is_read_only(populated: dict, analyst_login: str, pg_a
             # Reading works: every table and view, the SQL function, and the data is there.
             for name in tables + views:
                 conn.execute(sql.SQL("SELECT * FROM {} LIMIT 1").format(
-                    sql.Identifier("signdb", name))).fetchall()  # fmt: skip
+                    sql.Identifier(*name))).fetchall()  # fmt: skip
+            ((state, sweep_run),) = conn.execute(
+                "SELECT state, run_status FROM signdb.sweep_trials WHERE sweep = 's'"
+            ).fetchall()
+            assert (state, sweep_run) == ("COMPLETE", "succeeded")
             ((status, f1),) = conn.execute(
                 "SELECT status, test_f1 FROM signdb.run_summary WHERE run_id = %s", [run_id]
             ).fetchall()
@@ -230,10 +263,10 @@ def test_the_analyst_role_is_read_only(populated: dict, analyst_login: str, pg_a
         assert _objects(owner) == (tables, views, sequences), "an analyst changed the schema"
 
 
-def _first_column(conn: psycopg.Connection, table: str) -> str:
+def _first_column(conn: psycopg.Connection, table: Name) -> str:
     ((column,),) = conn.execute(
-        "SELECT column_name FROM information_schema.columns WHERE table_schema = 'signdb' "
+        "SELECT column_name FROM information_schema.columns WHERE table_schema = %s "
         "AND table_name = %s AND is_generated = 'NEVER' ORDER BY ordinal_position LIMIT 1",
-        [table],
+        list(table),
     ).fetchall()
     return column

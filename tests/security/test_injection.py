@@ -284,6 +284,8 @@ ALLOWED = {
     ("store/images.py", "insert_samples"): "interpolates the constant column list _COLUMNS",
     ("store/images.py", "_insert_via_staging"): "interpolates the constant column list _COLUMNS",
     ("store/images.py", "_sharded"): "interpolates the constant ORDER BY clauses of this module",
+    ("db/roles.py", "optuna_grant_sql"): "schema and role names are module constants",
+    ("db/sweep_storage.py", "ensure_tables"): "the schema name is the module constant SCHEMA",
 }
 
 

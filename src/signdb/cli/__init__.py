@@ -25,9 +25,23 @@ def cli() -> None:
 
 
 def _register() -> None:
-    from signdb.cli import data_commands, db_commands, demo_commands, eval_commands, train_commands
+    from signdb.cli import (
+        data_commands,
+        db_commands,
+        demo_commands,
+        eval_commands,
+        sweep_commands,
+        train_commands,
+    )
 
-    for module in (db_commands, data_commands, train_commands, eval_commands, demo_commands):
+    for module in (
+        db_commands,
+        data_commands,
+        train_commands,
+        sweep_commands,
+        eval_commands,
+        demo_commands,
+    ):
         module.register(cli)
 
 

@@ -29,12 +29,18 @@ def db_upgrade(ctx: Context, revision: str) -> None:
 
 @db_group.command("downgrade")
 @click.argument("revision")
+@click.option(
+    "--drop-sweeps",
+    is_flag=True,
+    help="Below the sweeps revision, also drop Optuna's tables (schema optuna).",
+)
 @common_options
-def db_downgrade(ctx: Context, revision: str) -> None:
-    """Migrate down to REVISION ('base' removes every signdb table)."""
+def db_downgrade(ctx: Context, revision: str, drop_sweeps: bool) -> None:
+    """Migrate down to REVISION ('base' removes every signdb table; sweeps stay unless
+    --drop-sweeps)."""
     from signdb.db import migrate
 
-    rev = migrate.downgrade(ctx.engine, revision)
+    rev = migrate.downgrade(ctx.engine, revision, drop_sweeps=drop_sweeps)
     ctx.emit({"revision": rev}, lambda r: f"database at revision {r['revision']}")
 
 

@@ -96,7 +96,8 @@ def _human_predictions(r: dict[str, Any]) -> str:
 
 
 @click.command("report")
-@click.argument("run_id", type=int)
+@click.argument("run_id", type=int, required=False)
+@click.option("--sweep", metavar="NAME", help="Report on sweep NAME instead of a run.")
 @click.option(
     "--out",
     "out_dir",
@@ -112,9 +113,19 @@ def _human_predictions(r: dict[str, Any]) -> str:
     help="Binary runs: the threshold marked on the PR and ROC curves.",
 )
 @common_options
-def report(ctx: Context, run_id: int, out_dir: str, threshold: float) -> None:
-    """Write a static, offline HTML report of a run (evaluating it first if needed)."""
-    path = ctx.db.report(run_id, out_dir, threshold=threshold)
+def report(
+    ctx: Context, run_id: int | None, sweep: str | None, out_dir: str, threshold: float
+) -> None:
+    """Write a static, offline HTML report of run RUN_ID (evaluating it first if needed),
+    or of a sweep with --sweep NAME."""
+    if (run_id is None) == (sweep is None):
+        raise click.UsageError("give a RUN_ID or --sweep NAME (one of the two)")
+    if sweep is not None:
+        from signdb.reporting import write_sweep_report
+
+        path = write_sweep_report(ctx.ready_engine(), sweep, out_dir)
+    else:
+        path = ctx.db.report(run_id, out_dir, threshold=threshold)
     ctx.emit({"path": str(path)}, lambda r: f"report written to {r['path']}")
 
 

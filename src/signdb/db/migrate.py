@@ -62,8 +62,10 @@ def upgrade(engine: Engine, revision: str = "head") -> str | None:
     return current_revision(engine)
 
 
-def downgrade(engine: Engine, revision: str) -> str | None:
+def downgrade(engine: Engine, revision: str, *, drop_sweeps: bool = False) -> str | None:
+    """Migrate down to ``revision``; Optuna's tables stay unless ``drop_sweeps``."""
     with _bound(engine) as cfg:
+        cfg.attributes["drop_sweeps"] = drop_sweeps
         command.downgrade(cfg, revision)
     return current_revision(engine)
 

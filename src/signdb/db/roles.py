@@ -41,6 +41,24 @@ def grant_sql(schema: str = "signdb") -> list[str]:
     ]
 
 
+def optuna_grant_sql(schema: str = "optuna") -> list[str]:
+    """Sweep workers read and write Optuna's tables; analysts only read them.
+
+    Default privileges cover tables a later ``optuna storage upgrade``, run by
+    the same owner, may add.
+    """
+    return [
+        f"GRANT USAGE ON SCHEMA {schema} TO {ANALYST}, {WRITER}",
+        f"GRANT SELECT ON ALL TABLES IN SCHEMA {schema} TO {ANALYST}",
+        f"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA {schema} TO {WRITER}",
+        f"GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA {schema} TO {WRITER}",
+        f"ALTER DEFAULT PRIVILEGES IN SCHEMA {schema} GRANT SELECT ON TABLES TO {ANALYST}",
+        f"ALTER DEFAULT PRIVILEGES IN SCHEMA {schema} "
+        f"GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO {WRITER}",
+        f"ALTER DEFAULT PRIVILEGES IN SCHEMA {schema} GRANT USAGE, SELECT ON SEQUENCES TO {WRITER}",
+    ]
+
+
 def revoke_sql(schema: str = "signdb") -> list[str]:
     roles = ", ".join(ROLES)
     return [

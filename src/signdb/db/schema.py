@@ -158,6 +158,13 @@ runs = Table(
     Column("split", Text, nullable=False, server_default="hash"),
     Column("val_size", Integer),
     Column("val_accuracy", Double),
+    # A run that is one repeat of a sweep's trial (its objective is val_accuracy or val_f1).
+    Column("sweep", Text, ForeignKey("sweeps.name", ondelete="SET NULL")),
+    Column("trial_number", Integer),
+    Column("sweep_repeat", Integer),
+    Column("val_precision", Double),
+    Column("val_recall", Double),
+    Column("val_f1", Double),
     CheckConstraint(_in("status", RUN_STATUSES), name="status"),
     CheckConstraint(_in("engine", ENGINES), name="engine"),
     CheckConstraint("val_fraction >= 0 AND test_fraction + val_fraction < 1", name="val_fraction"),
@@ -166,6 +173,42 @@ runs = Table(
     CheckConstraint("test_fraction > 0 AND test_fraction < 1", name="test_fraction"),
     Index(None, "dataset_id"),
     Index(None, "status"),
+    Index(None, "sweep", "trial_number"),
+)
+
+SAMPLERS = ("tpe", "random", "grid")
+OBJECTIVES = ("val_accuracy", "val_f1")
+
+# A hyperparameter sweep: an Optuna study (schema optuna) and its settings.
+sweeps = Table(
+    "sweeps",
+    metadata,
+    Column("id", Integer, Identity(), primary_key=True),
+    Column("name", Text, nullable=False),
+    Column("dataset_id", Integer, ForeignKey("datasets.id"), nullable=False),
+    Column("model", Text, nullable=False),
+    Column("engine", Text, nullable=False, server_default="numpy"),
+    Column("classes", ARRAY(Integer), nullable=False),
+    Column("space", JSONB, nullable=False),
+    Column("fixed", JSONB, nullable=False),
+    Column("sampler", Text, nullable=False),
+    Column("objective", Text, nullable=False),
+    Column("trials", Integer, nullable=False),
+    Column("repeats", Integer, nullable=False),
+    Column("seed", Integer, nullable=False),
+    Column("test_fraction", Double, nullable=False),
+    Column("val_fraction", Double, nullable=False),
+    Column("split", Text, nullable=False),
+    Column("pruner", JSONB, nullable=False),
+    Column("heartbeat_seconds", Integer, nullable=False),
+    Column("grace_seconds", Integer, nullable=False),
+    _now(),
+    UniqueConstraint("name"),
+    CheckConstraint("length(name) BETWEEN 1 AND 200", name="name_length"),
+    CheckConstraint(_in("sampler", SAMPLERS), name="sampler"),
+    CheckConstraint(_in("objective", OBJECTIVES), name="objective"),
+    CheckConstraint("trials > 0 AND repeats > 0", name="counts"),
+    CheckConstraint("val_fraction > 0 OR split = 'fixed'", name="val"),
 )
 
 # The exact train/test assignment of each run, written once when it starts.

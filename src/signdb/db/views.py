@@ -82,4 +82,74 @@ VIEWS: dict[str, str] = {
         s.finished_at
     FROM signdb.run_summary s
     WHERE s.status = 'succeeded' AND s.test_f1 IS NOT NULL""",
+    "sweep_trials": """
+    SELECT
+        s.name AS sweep,
+        t.number AS trial_number,
+        t.state::text AS state,
+        t.state::text = 'PRUNED' AS pruned,
+        coalesce(p.params, '{}'::jsonb) AS params,
+        v.value AS objective,
+        s.objective AS objective_name,
+        (SELECT a.value_json::jsonb FROM optuna.trial_system_attributes a
+          WHERE a.trial_id = t.trial_id AND a.key = 'failed_trial') AS retry_of,
+        t.datetime_start AT TIME ZONE 'UTC' AS started_at,
+        t.datetime_complete AT TIME ZONE 'UTC' AS completed_at,
+        r.id AS run_id,
+        r.sweep_repeat AS repeat,
+        r.seed,
+        signdb.effective_status(r.status, r.heartbeat_at) AS run_status,
+        CASE s.objective WHEN 'val_f1' THEN r.val_f1 ELSE r.val_accuracy END AS run_objective,
+        r.val_accuracy,
+        r.val_precision,
+        r.val_recall,
+        r.val_f1,
+        r.test_accuracy,
+        r.test_precision,
+        r.test_recall,
+        r.test_f1
+    FROM signdb.sweeps s
+    JOIN optuna.studies st ON st.study_name = s.name
+    JOIN optuna.trials t ON t.study_id = st.study_id
+    LEFT JOIN optuna.trial_values v ON v.trial_id = t.trial_id AND v.objective = 0
+    LEFT JOIN LATERAL (
+        SELECT jsonb_object_agg(
+                   tp.param_name,
+                   CASE tp.distribution_json::jsonb ->> 'name'
+                       WHEN 'CategoricalDistribution' THEN
+                           ((tp.distribution_json::jsonb -> 'attributes' -> 'choices')
+                             ->> tp.param_value::integer)::jsonb
+                       WHEN 'IntDistribution' THEN to_jsonb(tp.param_value::bigint)
+                       ELSE to_jsonb(tp.param_value)
+                   END) AS params
+        FROM optuna.trial_params tp WHERE tp.trial_id = t.trial_id
+    ) p ON true
+    LEFT JOIN signdb.runs r ON r.sweep = s.name AND r.trial_number = t.number""",
+    "sweep_summary": """
+    SELECT
+        sweep,
+        params,
+        count(DISTINCT trial_number) AS trials,
+        count(run_id) AS runs,
+        avg(run_objective) AS objective_mean,
+        stddev_samp(run_objective) AS objective_sd,
+        avg(val_accuracy) AS val_accuracy_mean,
+        stddev_samp(val_accuracy) AS val_accuracy_sd,
+        avg(val_precision) AS val_precision_mean,
+        stddev_samp(val_precision) AS val_precision_sd,
+        avg(val_recall) AS val_recall_mean,
+        stddev_samp(val_recall) AS val_recall_sd,
+        avg(val_f1) AS val_f1_mean,
+        stddev_samp(val_f1) AS val_f1_sd,
+        avg(test_accuracy) AS test_accuracy_mean,
+        stddev_samp(test_accuracy) AS test_accuracy_sd,
+        avg(test_precision) AS test_precision_mean,
+        stddev_samp(test_precision) AS test_precision_sd,
+        avg(test_recall) AS test_recall_mean,
+        stddev_samp(test_recall) AS test_recall_sd,
+        avg(test_f1) AS test_f1_mean,
+        stddev_samp(test_f1) AS test_f1_sd
+    FROM signdb.sweep_trials
+    WHERE state = 'COMPLETE' AND run_status = 'succeeded'
+    GROUP BY sweep, params""",
 }

@@ -136,3 +136,42 @@ def evaluation_rows(
         (int(c), None, int(a), int(b), int(x), int(d))
         for c, a, b, x, d in zip(classes, tp, fp, tn, fn, strict=True)
     ]
+
+
+def headline(
+    labels: np.ndarray, proba: np.ndarray, classes: Sequence[int]
+) -> dict[str, float | None]:
+    """Accuracy, precision, recall and F1 exactly as ``evaluate`` stores its headline:
+    binary at threshold 0.5 for the positive class, else overall accuracy and the
+    macro average over classes of the one-vs-rest rates that are defined.
+
+    >>> import numpy as np
+    >>> proba = np.array([[0.9, 0.1], [0.3, 0.7], [0.6, 0.4], [0.2, 0.8]])
+    >>> headline(np.array([0, 1, 1, 1]), proba, [0, 1])
+    {'accuracy': 0.75, 'precision': 1.0, 'recall': 0.6666666666666666, 'f1': 0.8}
+    """
+    labels = np.asarray(labels)
+    predicted, _ = decide(proba, classes)
+    if len(classes) == 2:
+        positive = labels == classes[1]
+        guessed = predicted == classes[1]
+        tp = np.count_nonzero(positive & guessed)
+        tp, fp, fn = (
+            np.array([tp]),
+            np.array([np.count_nonzero(~positive & guessed)]),
+            np.array([np.count_nonzero(positive & ~guessed)]),
+        )
+    else:
+        tp, fp, _, fn = one_vs_rest_counts(labels, predicted, classes)
+
+    def rate(num: np.ndarray, den: np.ndarray) -> float | None:
+        defined = den > 0
+        return float(np.mean(num[defined] / den[defined])) if defined.any() else None
+
+    n = len(labels)
+    return {
+        "accuracy": float(np.count_nonzero(predicted == labels) / n) if n else None,
+        "precision": rate(tp, tp + fp),
+        "recall": rate(tp, tp + fn),
+        "f1": rate(2 * tp, 2 * tp + fp + fn),
+    }

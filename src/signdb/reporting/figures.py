@@ -21,13 +21,18 @@ def png(fig: Any) -> str:
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 
-def figure() -> tuple[Any, Any]:
+def figure(size: tuple[float, float] = (6, 4.5), ncols: int = 0) -> tuple[Any, Any]:
+    """A figure and its axes (``ncols`` > 0: a row of that many axes sharing y)."""
     import matplotlib
 
     matplotlib.use("Agg", force=True)  # no display, whatever the environment says
     import matplotlib.pyplot as plt
 
-    return plt.subplots(figsize=(6, 4.5), layout="constrained")
+    if ncols:
+        return plt.subplots(
+            1, ncols, figsize=size, layout="constrained", sharey=True, squeeze=False
+        )
+    return plt.subplots(figsize=size, layout="constrained")
 
 
 # -- figures ------------------------------------------------------------------------------

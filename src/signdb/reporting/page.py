@@ -34,6 +34,10 @@ h2 { font-size: 15px; margin: 0 0 6px; }
 table { border-collapse: collapse; font-size: 12px; margin-top: 12px; }
 td, th { border: 1px solid #ccc; padding: 2px 6px; text-align: left; vertical-align: top; }
 .caption { font-size: 12px; color: #555; }
+.panel { border: 1px solid #ddd; border-radius: 2px; padding: 6px 8px; background: #fff; }
+.panel h2 { font-weight: 600; color: #333; }
+table.data td.num, table.data th.num { text-align: right; font-variant-numeric: tabular-nums; }
+table.data th { background: #f6f6f6; }
 """
 
 
@@ -46,8 +50,29 @@ def frame(key: str, title: str, body: str, *, wide: bool = False) -> str:
     )
 
 
-def img(src: str, alt: str) -> str:
-    return f'<img src="{src}" alt="{html.escape(alt)}" width="600" height="450">'
+def panel(key: str, title: str, body: str, *, wide: bool = False) -> str:
+    """A figure or table under a title, in a thin grey rule (``id="fig-<key>"``)."""
+    classes = "panel wide" if wide else "panel"
+    return (
+        f'<section class="{classes}" id="fig-{key}"><h2>{html.escape(title)}</h2>{body}</section>'
+    )
+
+
+def table(head: list[str], rows: list[list[str]], *, numeric_from: int = 0) -> str:
+    """An HTML table; columns from ``numeric_from`` on are right-aligned numbers."""
+
+    def cells(values: list[str], tag: str) -> str:
+        return "".join(
+            f'<{tag} class="{"num" if i >= numeric_from else ""}">{html.escape(v)}</{tag}>'
+            for i, v in enumerate(values)
+        )
+
+    body = "".join(f"<tr>{cells(r, 'td')}</tr>" for r in rows)
+    return f'<table class="data"><tr>{cells(head, "th")}</tr>{body}</table>'
+
+
+def img(src: str, alt: str, width: int = 600, height: int = 450) -> str:
+    return f'<img src="{src}" alt="{html.escape(alt)}" width="{width}" height="{height}">'
 
 
 def gallery(tiles: list[dict[str, Any]], total_wrong: int) -> str:
@@ -67,8 +92,14 @@ def gallery(tiles: list[dict[str, Any]], total_wrong: int) -> str:
     return frame("gallery", "Misclassified test images", body, wide=True)
 
 
-def page(title: str, caption: str, figures: list[str], facts: dict[str, Any]) -> str:
-    table = "".join(
+def page(
+    title: str,
+    caption: str,
+    figures: list[str],
+    facts: dict[str, Any],
+    facts_title: str = "Run and hyperparameters",
+) -> str:
+    rows = "".join(
         f"<tr><th>{html.escape(k)}</th><td>{html.escape(fmt(v))}</td></tr>"
         for k, v in facts.items()
     )
@@ -78,7 +109,7 @@ def page(title: str, caption: str, figures: list[str], facts: dict[str, Any]) ->
         f"<h1>{html.escape(title)}</h1>"
         f'<p class="caption">{caption}</p>'
         f'<div class="grid">{"".join(figures)}</div>'
-        f"<h2>Run and hyperparameters</h2><table>{table}</table></body></html>\n"
+        f"<h2>{html.escape(facts_title)}</h2><table>{rows}</table></body></html>\n"
     )
 
 

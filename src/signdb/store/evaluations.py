@@ -75,19 +75,23 @@ def headline(
 
 
 def record_headline(session: Session, run_id: int, split: str, classes: Sequence[int]) -> None:
-    """Copy a test evaluation's headline precision/recall/F1 onto the run row.
+    """Copy a test or val evaluation's headline precision/recall/F1 onto the run row.
 
-    The leaderboard ranks thousands of runs by these; reading them from the run
-    row keeps it a single scan. Called in the transaction that wrote the rows.
+    The leaderboard ranks thousands of runs by the test ones, and sweeps select
+    on the val ones; reading them from the run row keeps both a single scan.
+    Called in the transaction that wrote the rows.
     """
-    if split != "test":
+    if split not in ("test", "val"):
         return
     metrics = headline(session, run_id, split, classes)
+    statement = {
+        "test": "UPDATE signdb.runs SET test_precision = :p, test_recall = :r, test_f1 = :f "
+        "WHERE id = :id",
+        "val": "UPDATE signdb.runs SET val_precision = :p, val_recall = :r, val_f1 = :f "
+        "WHERE id = :id",
+    }[split]
     session.execute(
-        text(
-            "UPDATE signdb.runs SET test_precision = :p, test_recall = :r, test_f1 = :f "
-            "WHERE id = :id"
-        ),
+        text(statement),
         {"p": metrics["precision"], "r": metrics["recall"], "f": metrics["f1"], "id": run_id},
     )
 

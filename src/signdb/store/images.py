@@ -240,3 +240,48 @@ def durability_barrier(session: Session) -> None:
     every earlier asynchronous commit included."""
     session.execute(text("SELECT pg_current_xact_id()"))
 
+
+def run_split_index(
+    session: Session, run_id: int, split: str
+) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """(ids, labels, sha256) of a run's ``split`` in id order: its rows without the pixels."""
+    rows = session.execute(
+        text(
+            "SELECT i.id, i.label, i.sha256 FROM signdb.run_images ri "
+            "JOIN signdb.images i ON i.id = ri.image_id "
+            "WHERE ri.run_id = :run AND ri.split = :split ORDER BY i.id"
+        ),
+        {"run": run_id, "split": split},
+    ).all()
+    n = len(rows)
+    ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=n)
+    labels = np.fromiter((r[1] for r in rows), dtype=np.int64, count=n)
+    return ids, labels, [r[2] for r in rows]
+
+
+def stream_pixels(
+    session: Session,
+    shape: tuple[int, int, int],
+    *,
+    chunk: int,
+    dataset_id: int | None = None,
+    labels: Sequence[int] = (),
+    image_ids: Sequence[int] | None = None,
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """(ids, uint8 pixels) in id order: a dataset's images of ``labels``, or ``image_ids``."""
+    if image_ids is not None:
+        query = text("SELECT id, pixels FROM signdb.images WHERE id = ANY(:ids) ORDER BY id")
+        params: dict = {"ids": list(image_ids)}
+    else:
+        query = text(
+            "SELECT id, pixels FROM signdb.images WHERE dataset_id = :d AND label = ANY(:l) "
+            "ORDER BY id"
+        )
+        params = {"d": dataset_id, "l": list(labels)}
+    result = session.execute(
+        query, params, execution_options={"stream_results": True, "yield_per": chunk}
+    )
+    for rows in result.partitions():
+        n = len(rows)
+        pixels = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.uint8)
+        yield np.fromiter((r[0] for r in rows), np.int64, count=n), pixels.reshape(n, *shape)

@@ -3,15 +3,18 @@
 from signdb.tracking.data import RunData, order_key
 from signdb.tracking.listing import list_runs, show_run
 from signdb.tracking.logger import Heartbeat, MetricLogger
+from signdb.tracking.pool import ImagePool
 from signdb.tracking.provenance import code_version
 from signdb.tracking.run import Run
-from signdb.tracking.start import reopen_run, run_classes, start_run
+from signdb.tracking.start import TrialLink, reopen_run, run_classes, start_run
 
 __all__ = [
     "Heartbeat",
+    "ImagePool",
     "MetricLogger",
     "Run",
     "RunData",
+    "TrialLink",
     "code_version",
     "list_runs",
     "order_key",

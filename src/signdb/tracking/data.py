@@ -3,7 +3,9 @@
 Batches come from one SQLAlchemy streaming select (server-side cursor,
 ``yield_per``; :func:`signdb.store.images.stream_run_images`), and pixels are
 decoded with ``np.frombuffer``. With the cache, a split's uint8 pixels are kept
-in memory once read, when they fit a budget. Both paths give the same batches
+in memory once read, when they fit a budget; with an
+:class:`~signdb.tracking.pool.ImagePool` they come from one shared read of the
+dataset. Both paths give the same batches
 in the same order, so a run trained either way ends with identical weights:
 in id order, or shuffled by ``md5(sha256:seed:epoch)``, which PostgreSQL
 computes when streaming and :func:`order_key` when cached.
@@ -24,6 +26,7 @@ from signdb.errors import DatabaseUnavailable, InvalidArgument
 from signdb.ml.base import pixels_to_float
 from signdb.store import images as image_store
 from signdb.store import runs as run_store
+from signdb.tracking.pool import ImagePool
 
 CACHE_BUDGET_BYTES = 1 << 30
 CACHE_MODES = ("auto", "on", "off")
@@ -64,8 +67,10 @@ class RunData:
         seed: int,
         cache: str = "auto",
         retry_seconds: float = 0.0,
+        pool: ImagePool | None = None,
     ) -> None:
         check_cache_mode(cache)
+        self.pool = pool
         self.retry_seconds = retry_seconds
         self.engine = engine
         self.run_id = run_id
@@ -75,7 +80,9 @@ class RunData:
         with transaction(engine, "reading the run's split sizes") as session:
             self.sizes = run_store.split_sizes(session, run_id)
         need = sum(self.sizes.values()) * int(np.prod(shape))
-        self.cached = cache == "on" or (cache == "auto" and need <= CACHE_BUDGET_BYTES)
+        self.cached = (
+            pool is not None or cache == "on" or (cache == "auto" and need <= CACHE_BUDGET_BYTES)
+        )
         self._cache: dict[str, SplitArrays] = {}
         self._full: dict[str, tuple[np.ndarray, np.ndarray]] = {}
 
@@ -90,7 +97,7 @@ class RunData:
         the order is deterministic, so the rows skipped are exactly those read.
         """
         offset = 0
-        deadline = time.monotonic() + self.retry_seconds
+        deadline: float | None = None  # set by a failure, cleared by progress
         delay = 0.25
         while True:
             try:
@@ -105,10 +112,14 @@ class RunData:
                         offset=offset,
                     ):
                         offset += len(part.ids)
+                        deadline, delay = None, 0.25
                         yield part
                 return
             except DatabaseUnavailable:
-                if time.monotonic() + delay > deadline:
+                now = time.monotonic()
+                if deadline is None:
+                    deadline = now + self.retry_seconds
+                if now + delay > deadline:
                     raise
                 time.sleep(delay)
                 delay = min(delay * 2, 5.0)
@@ -117,6 +128,10 @@ class RunData:
         """Every image of ``split`` in id order (cached when the cache is on)."""
         if split in self._cache:
             return self._cache[split]
+        if self.pool is not None:
+            arrays = self._from_pool(split)
+            self._cache[split] = arrays
+            return arrays
         parts = list(self.stream([split], READ_CHUNK))
         if parts:
             arrays = SplitArrays(
@@ -135,6 +150,11 @@ class RunData:
         if self.cached:
             self._cache[split] = arrays
         return arrays
+
+    def _from_pool(self, split: str) -> SplitArrays:
+        with transaction(self.engine, "reading the run's split") as session:
+            ids, labels, sha256 = image_store.run_split_index(session, self.run_id, split)
+        return SplitArrays(self.pool.take(ids), labels, ids, sha256)
 
     def index(self, labels: np.ndarray) -> np.ndarray:
         """True labels -> class indices (columns of the probability matrix)."""

@@ -35,6 +35,7 @@ from signdb.store import runs as run_store
 from signdb.store import weights as weight_store
 from signdb.tracking.data import RunData
 from signdb.tracking.logger import Heartbeat, MetricLogger, check_metric, default_retry_seconds
+from signdb.tracking.pool import ImagePool
 from signdb.tracking.predictions import record_predictions, scored_from_user
 
 T = TypeVar("T")
@@ -67,6 +68,7 @@ class Run:
         resume_hint: str | None = None,  # "{run_id}" is replaced by the run's id
         retry_seconds: float | None = None,
         heartbeat_seconds: float | None = None,
+        pool: ImagePool | None = None,
     ) -> None:
         if signals not in ("raise", "flag"):
             raise InvalidArgument(f"signals must be 'raise' or 'flag', got {signals!r}")
@@ -77,14 +79,16 @@ class Run:
         self.classes: list[int] = sorted(record.classes)
         self.retry_seconds = default_retry_seconds() if retry_seconds is None else retry_seconds
         self.data = RunData(
-            engine, record.id, shape, self.classes, record.seed, cache, self.retry_seconds
+            engine, record.id, shape, self.classes, record.seed, cache, self.retry_seconds, pool
         )
         self.metrics = MetricLogger(engine, record.id, retry_seconds=self.retry_seconds)
         self._signals = signals
-        self._resume_hint = resume_hint
+        #: How to go on after an interruption ("{run_id}" is replaced), or None.
+        self.resume_hint = resume_hint
         self._heartbeat = Heartbeat(engine, record.id, **_interval(heartbeat_seconds))
         self._previous_handlers: dict[int, Any] = {}
         self._stop_signal: int | None = None
+        self._stop_reason: str | None = None
         self._critical = 0  # > 0 while signdb itself writes: a signal waits for the end
         self._deferred = False
         self._status: str | None = None  # set once the run has ended
@@ -144,19 +148,33 @@ class Run:
 
     @property
     def stop_requested(self) -> bool:
-        """True once SIGINT or SIGTERM arrived (with ``signals="flag"``)."""
-        return self._stop_signal is not None
+        """True once SIGINT or SIGTERM arrived (with ``signals="flag"``), or
+        :meth:`request_stop` was called."""
+        return self._stop_signal is not None or self._stop_reason is not None
+
+    def request_stop(self, reason: str) -> None:
+        """Ask the training loop to stop at its next step, as a signal would; safe from
+        any thread. The run then ends ``interrupted`` with ``reason`` as its error.
+
+        >>> with db.start_run("shapes", "doc:stop") as run:
+        ...     run.request_stop("the sweep was cancelled")
+        ...     run.stop_requested
+        True
+        """
+        self._stop_reason = reason
 
     @property
     def status(self) -> str:
         return self._status or "running"
 
     def _interrupted_message(self) -> str:
+        if self._stop_reason is not None and self._stop_signal is None:
+            return f"run {self.id} interrupted: {self._stop_reason}"
         name = signal.Signals(self._stop_signal).name if self._stop_signal else "a signal"
         message = f"run {self.id} interrupted by {name}"
-        if not self._resume_hint:
+        if not self.resume_hint:
             return message
-        return f"{message}; {self._resume_hint.format(run_id=self.id)}"
+        return f"{message}; {self.resume_hint.format(run_id=self.id)}"
 
     def _check_open(self) -> None:
         if self._status is not None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import socket
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Engine
@@ -20,9 +21,20 @@ from signdb.errors import InvalidArgument
 from signdb.store import datasets as ds_store
 from signdb.store import metrics as metric_store
 from signdb.store import runs as run_store
+from signdb.store import sweeps as sweep_store
 from signdb.store import weights as weight_store
+from signdb.tracking.pool import ImagePool
 from signdb.tracking.provenance import code_version
 from signdb.tracking.run import Run
+
+
+@dataclass(frozen=True)
+class TrialLink:
+    """A run's place in a sweep: repeat ``repeat`` of trial ``number``."""
+
+    sweep: str
+    number: int
+    repeat: int
 
 
 def run_classes(
@@ -83,8 +95,14 @@ def start_run(
     cache: str = "auto",
     signals: str = "raise",
     resume_hint: str | None = None,
+    pool: ImagePool | None = None,
+    trial: TrialLink | None = None,
 ) -> Run:
-    """Create a run (status running) with its split assignment; enter the result to use it."""
+    """Create a run (status running) with its split assignment; enter the result to use it.
+
+    ``pool`` serves the run's pixels from memory (a sweep worker's one read of
+    the dataset); ``trial`` records the run as one repeat of a sweep's trial.
+    """
     if name is not None:
         ds_store.check_name(name, "run name")
     if not isinstance(model, str) or not model.strip():
@@ -114,6 +132,8 @@ def start_run(
             host=socket.gethostname(),
             pid=os.getpid(),
         )
+        if trial is not None:
+            sweep_store.link_run(session, run_id, trial.sweep, trial.number, trial.repeat)
         sizes = run_store.assign_images(session, run_id, ds.id, chosen, plan)
         _check_sizes(sizes, plan, dataset, chosen)  # raising rolls the run back
         record = run_store.get_run(session, run_id)
@@ -124,6 +144,7 @@ def start_run(
         cache=cache,
         signals=signals,
         resume_hint=resume_hint,
+        pool=pool,
     )
 
 

@@ -26,6 +26,9 @@ from signdb.training.spec import TrainerSettings
 CHECKPOINT_SECONDS = 10.0
 
 Progress = Callable[[int, int, float], None]  # (step, total_steps, cost)
+#: Called after each epoch with (epoch, model); returning True ends training
+#: there, as a finished run (a sweep's pruner stopping a poor trial).
+EpochHook = Callable[[int, Classifier], bool]
 
 
 @dataclass(frozen=True)
@@ -35,6 +38,7 @@ class LoopOutcome:
     train_accuracy: float | None
     val_accuracy: float | None
     test_accuracy: float | None
+    stopped_early: bool = False  # an epoch hook ended training before the last epoch
 
 
 def accuracy(model: Classifier, data: RunData, split: str) -> float | None:
@@ -52,14 +56,17 @@ def train_loop(
     *,
     start_step: int = 0,
     progress: Progress | None = None,
+    on_epoch: EpochHook | None = None,
 ) -> LoopOutcome:
     """Train ``model`` on ``run``'s train split from ``start_step`` to the end.
 
     Raises :class:`RunInterrupted` after a checkpoint when the run was asked
     to stop, and :class:`TrainingError` naming the step for any other failure.
+    ``on_epoch`` may end training after any epoch; the run then finishes
+    normally at that step (final weights, held-out accuracy).
     """
     try:
-        return _loop(run, model, settings, start_step, progress)
+        return _loop(run, model, settings, start_step, progress, on_epoch)
     except SignDBError:
         raise
     except Exception as e:  # a bug or a numeric failure outside a step: still name the run
@@ -72,6 +79,7 @@ def _loop(
     settings: TrainerSettings,
     start_step: int,
     progress: Progress | None,
+    on_epoch: EpochHook | None = None,
 ) -> LoopOutcome:
     data = run.data
     batch_size = None if model.full_batch else model.batch_size
@@ -100,6 +108,11 @@ def _loop(
                     f"run {run.id} failed at step {step}: {type(e).__name__}: {e}"
                 ) from e
             cost = result.cost
+            if not math.isfinite(cost):
+                raise TrainingError(
+                    f"run {run.id} diverged at step {step}: the cost is {cost}; lower the "
+                    f"learning rate (lr {getattr(model, 'lr', '?')}) or normalise the inputs"
+                )
             if result.correct is None:
                 run.log(step, cost=cost)
             else:
@@ -109,10 +122,8 @@ def _loop(
                 progress(step, total, cost)
             if run.stop_requested:
                 run.checkpoint(step, model.state_dict(), final=False, total_steps=total)
-                raise RunInterrupted(
-                    f"run {run.id} interrupted at step {step} of {total}; "
-                    f"resume with `signdb train --resume {run.id}`"
-                )
+                hint = f"; {run.resume_hint.format(run_id=run.id)}" if run.resume_hint else ""
+                raise RunInterrupted(f"run {run.id} interrupted at step {step} of {total}{hint}")
             due = step % checkpoint_every == 0 and step < total
             if due and (
                 settings.checkpoint_every
@@ -120,12 +131,16 @@ def _loop(
             ):
                 run.checkpoint(step, model.state_dict(), final=False, total_steps=total)
                 last_checkpoint = time.monotonic()
+        if on_epoch is not None and on_epoch(epoch, model) and epoch + 1 < model.iterations:
+            break
     train_acc = accuracy(model, data, "train")
     final = held_out(model, data)
-    run.log(total, **final)
-    run.checkpoint(total, model.state_dict(), final=True, total_steps=total)
+    run.log(step, **final)
+    run.checkpoint(step, model.state_dict(), final=True, total_steps=total)
     run.record_accuracy(train=train_acc, val=final.get("val_accuracy"), test=final["test_accuracy"])
-    return LoopOutcome(total, cost, train_acc, final.get("val_accuracy"), final["test_accuracy"])
+    return LoopOutcome(
+        step, cost, train_acc, final.get("val_accuracy"), final["test_accuracy"], step < total
+    )
 
 
 def held_out(model: Classifier, data: RunData) -> dict[str, float]:

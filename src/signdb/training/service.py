@@ -40,7 +40,7 @@ class TrainResult(Result):
 RESUME_HINT = "resume with `signdb train --resume {run_id}`"
 
 
-def _prepare_model(engine: Engine, spec: TrainSpec) -> Classifier:
+def prepare_model(engine: Engine, spec: TrainSpec) -> Classifier:
     """Build and initialise the model before any row is written: bad input writes nothing."""
     model = build_model(spec.model, engine=spec.engine, seed=spec.seed, **spec.hyperparams)
     _place(model, spec.engine, spec.trainer.device)
@@ -55,7 +55,7 @@ def _prepare_model(engine: Engine, spec: TrainSpec) -> Classifier:
 
 def train(engine: Engine, spec: TrainSpec, progress: Progress | None = None) -> TrainResult:
     """Validate, create the run, train it, and record the outcome."""
-    model = _prepare_model(engine, spec)
+    model = prepare_model(engine, spec)
     run = start_run(
         engine,
         dataset=spec.dataset,
