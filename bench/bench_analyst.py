@@ -1,4 +1,5 @@
-"""The analysts' views at scale: 10,000 runs and 10,000,000 run_metrics rows.
+"""The analysts' views at scale: 10,000 runs, 10,000,000 run_metrics rows, and the scores
+(18 per run, with intervals) of 10,000 evaluated runs.
 
 Synthetic data is generated server-side (INSERT ... SELECT generate_series) in
 a scratch database ``signdb_bench_analyst`` on the embedded server, then each
@@ -49,6 +50,13 @@ SETUP = [
     "UPDATE signdb.runs r SET test_precision = e.precision, test_recall = e.recall, "
     "test_f1 = e.f1 FROM signdb.evaluations e WHERE e.run_id = r.id AND e.split = 'test' "
     "AND e.positive_class = 1 AND e.threshold = 0.5",
+    # What `signdb evaluate` writes to run_scores: 18 scores per evaluated run.
+    "INSERT INTO signdb.score_values (run_id, split, metric, value, ci_low, ci_high) "
+    "SELECT r, 'test', m, 0.8 + mod(r, 100) / 1000.0, 0.75, 0.95 "
+    "FROM generate_series(1, %(runs)s) AS r, unnest(ARRAY['accuracy', 'balanced_accuracy', "
+    "'macro_precision', 'macro_recall', 'macro_f1', 'micro_precision', 'micro_recall', "
+    "'micro_f1', 'weighted_precision', 'weighted_recall', 'weighted_f1', 'mcc', "
+    "'cohen_kappa', 'log_loss', 'brier', 'roc_auc', 'average_precision', 'ece']) AS m",
     # What autovacuum does to a table this size: statistics and BRIN summaries.
     "VACUUM ANALYZE",
 ]
@@ -59,7 +67,11 @@ QUERIES = {
     "learning_curves one run": "SELECT step, metric, value FROM signdb.learning_curves "
     "WHERE run_id = 5001 ORDER BY metric, step",
     "run_summary one run": "SELECT * FROM signdb.run_summary WHERE run_id = 5001",
+    "run_scores one run": "SELECT metric, value, ci_low, ci_high FROM signdb.run_scores "
+    "WHERE run_id = 5001",
 }
+#: Per-query goals where the issue sets a tighter one than GOAL_MS.
+GOALS_MS = {"run_scores one run": 20.0}
 
 
 PLANS = Path(__file__).resolve().parent / "results" / "analyst_explain.txt"
@@ -100,8 +112,8 @@ def _measure(conn: psycopg.Connection) -> list[dict]:
                 "result_rows": len(result),
                 "median_ms": round(median, 1),
                 "max_ms": round(max(times), 1),
-                "goal_ms": GOAL_MS,
-                "ok": median < GOAL_MS,
+                "goal_ms": GOALS_MS.get(name, GOAL_MS),
+                "ok": median < GOALS_MS.get(name, GOAL_MS),
                 "setup_s": round(setup_s, 1),
             }
         )

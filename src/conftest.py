@@ -2,7 +2,8 @@
 
 ``example_url`` is a scratch database on the test server (see tests/conftest.py)
 holding a small generated dataset ``shapes`` (12 images each of ``circle`` and
-``square``, made here with Pillow) and one trained ``softmax`` run, so each
+``square``, made here with Pillow) and two trained ``softmax`` runs (``example``, the oldest, and
+``example-b``), so each
 example can run on its own, in any order. ``db`` is a handle on it.
 """
 
@@ -53,6 +54,7 @@ def _example_database(
     db = signdb.connect(url)
     db.load(images, "shapes", size=16)
     db.train("shapes", "softmax", classes="all", iterations=20, name="example")
+    db.train("shapes", "softmax", classes="all", iterations=5, name="example-b")
     yield url, images
     db.engine.dispose()
     with _admin(pg_admin_url) as conn:

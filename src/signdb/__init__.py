@@ -25,7 +25,7 @@ from signdb._version import __version__
 if _TYPE_CHECKING:
     from signdb.api import Class, Database, Dataset, connect
     from signdb.errors import SignDBError
-    from signdb.evaluation import EvaluationResult
+    from signdb.evaluation import CompareResult, EvaluationResult
     from signdb.loading import LoadResult
     from signdb.tracking import Run
     from signdb.training import TrainResult
@@ -34,6 +34,7 @@ if _TYPE_CHECKING:
 _EXPORTS = {
     "Class": "signdb.api",
     "Database": "signdb.api",
+    "CompareResult": "signdb.evaluation",
     "Dataset": "signdb.api",
     "EvaluationResult": "signdb.evaluation",
     "LoadResult": "signdb.loading",
@@ -45,6 +46,7 @@ _EXPORTS = {
 
 __all__ = [
     "Class",
+    "CompareResult",
     "Database",
     "Dataset",
     "EvaluationResult",

@@ -28,7 +28,7 @@ from signdb.data.preprocess import Preprocessing
 from signdb.data.samples import Rejection
 from signdb.db.engine import get_engine, resolve_url, transaction
 from signdb.errors import InvalidArgument
-from signdb.evaluation import EvaluationResult, evaluate, predict_files
+from signdb.evaluation import CompareResult, EvaluationResult, compare, evaluate, predict_files
 from signdb.loading import LoadResult, load_dataset
 from signdb.reporting import write_report
 from signdb.store import datasets as ds_store
@@ -301,15 +301,40 @@ class Database:
 
     # -- results -------------------------------------------------------------------
     def evaluate(
-        self, run_id: int, *, split: str = "test", thresholds: str = "0:1:0.01"
+        self,
+        run_id: int,
+        *,
+        split: str = "test",
+        thresholds: str = "0:1:0.01",
+        bootstrap: int = 1000,
     ) -> EvaluationResult:
-        """Score a trained run's split and replace its predictions and evaluation rows.
+        """Score a trained run's split and replace its predictions, evaluation rows, scores
+        (with ``bootstrap`` resamples' 95% intervals; 0 for none) and curves.
 
         >>> oldest = db.runs()[-1]["run_id"]  # the example database's softmax run
-        >>> db.evaluate(oldest).predictions > 0
+        >>> result = db.evaluate(oldest)
+        >>> result.predictions > 0, sorted(result.scores)[:3]
+        (True, ['accuracy', 'average_precision', 'balanced_accuracy'])
+        >>> low, high = result.scores["accuracy"]["ci_low"], result.scores["accuracy"]["ci_high"]
+        >>> low <= result.scores["accuracy"]["value"] <= high
         True
         """
-        return evaluate(self.engine, run_id, split=split, thresholds=thresholds)
+        return evaluate(
+            self.engine, run_id, split=split, thresholds=thresholds, bootstrap=bootstrap
+        )
+
+    def compare(
+        self, run_a: int, run_b: int, *, split: str = "test", bootstrap: int = 1000
+    ) -> CompareResult:
+        """Two evaluated runs on the same ``split`` images: McNemar's exact test and a
+        paired-bootstrap 95% interval for their accuracy difference.
+
+        >>> a, b = [r["run_id"] for r in db.runs()[-2:]]  # the example database's two runs
+        >>> _ = [db.evaluate(run, split="test") for run in (a, b)]
+        >>> db.compare(a, b).runs == [a, b]
+        True
+        """
+        return compare(self.engine, run_a, run_b, split=split, bootstrap=bootstrap)
 
     def predict(self, run_id: int, paths: Iterable[str | Path]) -> list[dict[str, Any]]:
         """Class and probabilities for image files, with a built-in run's stored weights.

@@ -17,7 +17,7 @@ from tests.db.test_evaluate import real_runs  # noqa: F401 - session fixture
 from tests.helpers import signdb
 
 CHROMIUM = shutil.which("chromium")
-WIDTH, HEIGHT = 1280, 2400
+WIDTH, HEIGHT = 1280, 2800
 
 
 def screenshot(page: Path, tmp_path: Path) -> np.ndarray:
@@ -33,15 +33,6 @@ def screenshot(page: Path, tmp_path: Path) -> np.ndarray:
     )  # fmt: skip
     assert shot.is_file(), "chromium wrote no screenshot"
     return np.asarray(Image.open(shot).convert("RGB")).astype(np.int16)
-
-
-def frame_box(pixels: np.ndarray, colour: str) -> tuple[int, int, int, int]:
-    """Bounding box (top, bottom, left, right) of the pixels drawn in a frame's colour."""
-    rgb = np.array([int(colour[i : i + 2], 16) for i in (1, 3, 5)])
-    mask = np.all(np.abs(pixels - rgb) <= 8, axis=2)
-    ys, xs = np.nonzero(mask)
-    assert len(ys) > 400, f"frame {colour} not found in the screenshot"
-    return ys.min(), ys.max(), xs.min(), xs.max()
 
 
 def check_resources(page: Path) -> list[str]:
@@ -69,26 +60,47 @@ def test_report_renders_every_figure(real_runs, which, tmp_path):  # noqa: F811
     assert page == (out / "index.html").resolve() and page.is_file()
     sources = check_resources(page)
     html = page.read_text()
-    frames = dict(re.findall(r'id="fig-(\w+)" data-frame="(#[0-9a-f]{6})"', html))
-    assert set(frames) == {"learning", "confusion", "pr", "roc", "gallery"}
-    assert len(sources) >= 5  # four figures and at least one misclassified image
-
-    pixels = screenshot(page, tmp_path)
+    assert len(sources) >= 6  # five figures and at least one misclassified image
+    assert "data-frame" not in html and "border: 4px" not in html  # no coloured frames
+    # The legends carry each class's area; the scores table its intervals.
+    assert html.count("95% interval") >= 1 and " to " in html
+    pixels = check_panels(
+        page,
+        tmp_path,
+        {"learning", "confusion", "roc", "pr", "reliability", "scores", "gallery"},
+        small={"scores", "gallery"},
+    )
     assert pixels.shape[:2] == (HEIGHT, WIDTH)
-    for name, colour in frames.items():
-        top, bottom, left, right = frame_box(pixels, colour)
-        # A figure that failed to load collapses to its alt text: frames must keep their size.
-        assert bottom - top > (100 if name == "gallery" else 400), (name, top, bottom)
-        assert right - left > 500, (name, left, right)
-        # Skip the frame's title and margins; a plot draws axes, ticks and curves in there.
-        inside = pixels[top + 60 : bottom - 30, left + 40 : right - 40]
-        ink = np.any(np.abs(inside - 255) > 40, axis=2).mean()
-        # Calibrated: real plots ink 1.3-36%, photos more; a broken image well under 0.5%.
-        assert ink > (0.02 if name == "gallery" else 0.008), (
-            f"figure {name} looks blank ({ink:.3%} non-white pixels)"
-        )
     assert f"signdb run {run_id}" in html
     assert "dataset fingerprint" in html
+
+
+def check_panels(page: Path, tmp_path: Path, names: set[str], small: set[str]) -> np.ndarray:
+    """Every panel is laid out, its images decoded, and it has ink; outside the panels the
+    page is plain (no saturated colour anywhere but in the figures)."""
+    boxes = {
+        b["id"].removeprefix("fig-"): b for b in element_boxes(page, tmp_path, "section.panel")
+    }
+    assert set(boxes) == names
+    pixels = screenshot(page, tmp_path)
+    for name, box in boxes.items():
+        assert all(box["images"]), f"{name}: an image did not decode"
+        top, left = int(box["top"]), int(box["left"])
+        bottom, right = top + int(box["height"]), left + int(box["width"])
+        assert bottom <= HEIGHT, f"{name} is below the screenshot"
+        # A figure that failed to load collapses to its alt text: panels keep their size.
+        assert box["width"] > 500 and box["height"] > (100 if name in small else 400), name
+        inside = pixels[top + 40 : bottom - 10, left + 10 : right - 10]
+        ink = np.any(np.abs(inside - 255) > 40, axis=2).mean()
+        # Calibrated: real plots ink 1.3-36%, tables a few %; a broken image well under 0.5%.
+        assert ink > 0.008, f"{name} looks blank ({ink:.3%} non-white pixels)"
+    outside = pixels.copy()
+    for box in boxes.values():
+        top, left = int(box["top"]), int(box["left"])
+        outside[top : top + int(box["height"]), left : left + int(box["width"])] = 255
+    saturation = outside.max(axis=2) - outside.min(axis=2)
+    assert (saturation > 60).mean() < 0.001, "saturated colour outside the figures"
+    return pixels
 
 
 def test_report_evaluates_a_run_first_and_names_bad_runs(real_runs, tmp_path):  # noqa: F811
@@ -175,22 +187,4 @@ def test_sweep_report_renders_every_figure_and_the_table(db_url, mini_dataset_di
     assert html.count("<tr>") - 1 - html.count("<tr><th>") >= 4
     assert html.count(" ± ") >= 4 * 8
 
-    boxes = {b["id"]: b for b in element_boxes(page, tmp_path, "section.panel")}
-    assert set(boxes) == {"fig-objective", "fig-parallel", "fig-curves", "fig-table"}
-    pixels = screenshot(page, tmp_path)
-    for name, box in boxes.items():
-        assert all(box["images"]), f"{name}: an image did not decode"
-        top, left = int(box["top"]), int(box["left"])
-        bottom, right = top + int(box["height"]), left + int(box["width"])
-        assert bottom <= HEIGHT, f"{name} is below the screenshot"
-        assert box["width"] > 500 and box["height"] > (100 if name == "fig-table" else 350)
-        inside = pixels[top + 40 : bottom - 10, left + 10 : right - 10]
-        ink = np.any(np.abs(inside - 255) > 40, axis=2).mean()
-        assert ink > 0.008, f"{name} looks blank ({ink:.3%} non-white pixels)"
-    # Plain grey rules only: no saturated colour in the page outside the figures' images.
-    outside = pixels.copy()
-    for box in boxes.values():
-        top, left = int(box["top"]), int(box["left"])
-        outside[top : top + int(box["height"]), left : left + int(box["width"])] = 255
-    saturation = outside.max(axis=2) - outside.min(axis=2)
-    assert (saturation > 60).mean() < 0.001
+    check_panels(page, tmp_path, {"objective", "parallel", "curves", "table"}, small={"table"})

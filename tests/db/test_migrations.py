@@ -25,6 +25,10 @@ VIEWS = {
     "confusion",
     "sweep_trials",
     "sweep_summary",
+    "run_scores",
+    "class_scores",
+    "class_curves",
+    "calibration",
 }
 
 
@@ -323,3 +327,37 @@ def test_optuna_and_signdb_upgrades_work_in_either_order(empty_db_url):
             "has_table_privilege('signdb_analyst', 'optuna.trials', 'INSERT'), "
             "has_table_privilege('signdb_writer', 'optuna.trials', 'UPDATE')"
         ).fetchone() == (True, False, True)
+
+
+def test_the_scores_revision_round_trips_on_a_database_holding_scores(engine, pg):
+    run = _insert_sample_rows(pg)
+    pg.execute("UPDATE signdb.predictions SET probabilities = '{0.1,0.9}' WHERE run_id = %s", [run])
+    pg.execute(
+        "INSERT INTO signdb.score_values VALUES (%s, 'test', 'accuracy', 0.9, 0.8, 1.0)", [run]
+    )
+    pg.execute(
+        "INSERT INTO signdb.curve_points (run_id, split, label, point, threshold, tp, fp, tn, fn) "
+        "VALUES (%s, 'test', 1, 0, 'Infinity', 0, 0, 0, 1)",
+        [run],
+    )
+    pg.execute("INSERT INTO signdb.calibration_bins VALUES (%s, 'test', 13, 1, 0.9, 1.0)", [run])
+    assert pg.execute(
+        "SELECT test_accuracy_low FROM signdb.run_summary WHERE run_id = %s", [run]
+    ).fetchone() == (0.8,)
+    assert migrate.downgrade(engine, "0008") == "0008"
+    columns = {
+        r[0]
+        for r in pg.execute(
+            "SELECT column_name FROM information_schema.columns "
+            "WHERE table_schema = 'signdb' AND table_name = 'predictions'"
+        )
+    }
+    assert "probabilities" not in columns
+    assert pg.execute("SELECT count(*) FROM signdb.predictions").fetchone() == (1,)
+    assert pg.execute("SELECT to_regclass('signdb.score_values')").fetchone() == (None,)
+    assert migrate.upgrade(engine) == migrate.head_revision(engine)
+    assert migrate.check(engine).ok
+    assert pg.execute(
+        "SELECT probabilities, test_accuracy_low FROM signdb.predictions p "
+        "JOIN signdb.run_summary s ON s.run_id = p.run_id"
+    ).fetchall() == [(None, None)]

@@ -7,6 +7,7 @@ from typing import Any
 import click
 
 from signdb.cli.context import Context, common_options
+from signdb.cli.tables import table
 
 
 @click.command("evaluate")
@@ -25,16 +26,29 @@ from signdb.cli.context import Context, common_options
     metavar="START:STOP:STEP",
     help="Binary runs: the threshold sweep (STOP included; 0.5 is always added).",
 )
+@click.option(
+    "--bootstrap",
+    type=int,
+    default=1000,
+    show_default=True,
+    metavar="N",
+    help="Bootstrap resamples for the scores' 95% intervals (0: no intervals).",
+)
 @click.option("--table", "show_table", is_flag=True, help="Print the seed's metrics table.")
 @common_options
-def evaluate(ctx: Context, run_id: int, split: str, thresholds: str, show_table: bool) -> None:
-    """Score a run's images and write predictions and TP/FP/TN/FN evaluation rows.
+def evaluate(
+    ctx: Context, run_id: int, split: str, thresholds: str, bootstrap: int, show_table: bool
+) -> None:
+    """Score a run's images and write predictions, TP/FP/TN/FN rows, scores and curves.
 
     Binary runs get one row per threshold (positive when probability >=
     threshold); multi-class runs one one-vs-rest row per class at the argmax.
-    Re-evaluating replaces the run's rows for that split in one transaction.
+    Every score (accuracy, balanced accuracy, macro/micro/weighted F1, MCC,
+    kappa, log loss, Brier, ROC AUC, average precision, ECE) goes to run_scores
+    with a bootstrap interval; each class's curve to class_curves. Re-evaluating
+    replaces the run's rows for that split in one transaction.
     """
-    result = ctx.db.evaluate(run_id, split=split, thresholds=thresholds)
+    result = ctx.db.evaluate(run_id, split=split, thresholds=thresholds, bootstrap=bootstrap)
     if show_table and not ctx.as_json:
         click.echo(format_table(result.table))
         return
@@ -65,11 +79,48 @@ def format_table(rows: list[dict[str, Any]]) -> str:
 
 
 def _human_evaluation(r: dict[str, Any]) -> str:
-    return (
+    head = (
         f"run {r['run_id']} evaluated on {r['split']} ({r['predictions']} images, "
         f"{r['rows']} evaluation rows): accuracy {_rate(r['accuracy'])}, precision "
         f"{_rate(r['precision'])}, recall {_rate(r['recall'])}, F1 {_rate(r['f1'])}"
     )
+    rows = [["score", "value", "95% interval"]]
+    for metric, s in r["scores"].items():
+        interval = "" if s["ci_low"] is None else f"{s['ci_low']:.4f} - {s['ci_high']:.4f}"
+        rows.append([metric, _rate(s["value"]), interval])
+    return head + "\n\n" + table(rows, right={1})
+
+
+@click.command("compare")
+@click.argument("run_a", type=int)
+@click.argument("run_b", type=int)
+@click.option(
+    "--split",
+    type=click.Choice(["test", "val", "train", "all"]),
+    default="test",
+    show_default=True,
+    help="The split whose images both runs scored.",
+)
+@click.option(
+    "--bootstrap",
+    type=int,
+    default=1000,
+    show_default=True,
+    metavar="N",
+    help="Paired bootstrap resamples for the accuracy difference's 95% interval (0: none).",
+)
+@common_options
+def compare(ctx: Context, run_a: int, run_b: int, split: str, bootstrap: int) -> None:
+    """Is RUN_A really better than RUN_B? A paired test on the images both scored.
+
+    Prints each run's accuracy, the images only one of them got right,
+    McNemar's exact p-value, and a paired-bootstrap 95% interval for the
+    accuracy difference. Runs whose splits differ are refused.
+    """
+    from signdb.evaluation.compare import describe
+
+    result = ctx.db.compare(run_a, run_b, split=split, bootstrap=bootstrap)
+    ctx.emit(result.as_dict(), describe)
 
 
 @click.command("predict")
@@ -131,5 +182,6 @@ def report(
 
 def register(cli: click.Group) -> None:
     cli.add_command(evaluate)
+    cli.add_command(compare)
     cli.add_command(predict)
     cli.add_command(report)

@@ -269,6 +269,9 @@ predictions = Table(
     Column("label", Integer, nullable=False),
     Column("predicted", Integer, nullable=False),
     Column("probability", Double, nullable=False),
+    # The whole probability vector, in the run's classes order (NULL: evaluated
+    # before revision 0009; evaluating again fills it in).
+    Column("probabilities", ARRAY(REAL)),
     PrimaryKeyConstraint("run_id", "image_id"),
     CheckConstraint(_in("split", SPLITS), name="split"),
     CheckConstraint("probability BETWEEN 0 AND 1", name="probability_range"),
@@ -305,6 +308,82 @@ evaluations = Table(
     CheckConstraint(_in("split", (*SPLITS, "all")), name="split"),
     CheckConstraint("tp >= 0 AND fp >= 0 AND tn >= 0 AND fn >= 0", name="counts_nonnegative"),
     CheckConstraint("threshold IS NULL OR threshold BETWEEN 0 AND 1", name="threshold_range"),
+)
+
+
+EVAL_SPLITS = (*SPLITS, "all")
+
+
+def _run_fk() -> Column:
+    return Column("run_id", BigInteger, ForeignKey("runs.id", ondelete="CASCADE"), nullable=False)
+
+
+# The scores of an evaluated split (accuracy, macro F1, ROC AUC, ...), with
+# bootstrap intervals where computed; written with its predictions.
+score_values = Table(
+    "score_values",
+    metadata,
+    _run_fk(),
+    Column("split", Text, nullable=False),
+    Column("metric", Text, nullable=False),
+    Column("value", Double),
+    Column("ci_low", Double),
+    Column("ci_high", Double),
+    PrimaryKeyConstraint("run_id", "split", "metric"),
+    CheckConstraint(_in("split", EVAL_SPLITS), name="split"),
+    CheckConstraint("ci_low IS NULL OR ci_low <= ci_high", name="interval"),
+)
+
+# One-vs-rest scores of each class of an evaluated split (ROC AUC, average precision).
+class_score_values = Table(
+    "class_score_values",
+    metadata,
+    _run_fk(),
+    Column("split", Text, nullable=False),
+    Column("label", Integer, nullable=False),
+    Column("metric", Text, nullable=False),
+    Column("value", Double),
+    PrimaryKeyConstraint("run_id", "split", "label", "metric"),
+    CheckConstraint(_in("split", EVAL_SPLITS), name="split"),
+)
+
+# Threshold-free one-vs-rest curves: a point per distinct score of the class
+# (an image is positive when its score is >= threshold), from threshold
+# Infinity (nothing positive) down. ROC is (fpr, tpr); PR is (recall, precision).
+curve_points = Table(
+    "curve_points",
+    metadata,
+    _run_fk(),
+    Column("split", Text, nullable=False),
+    Column("label", Integer, nullable=False),
+    Column("point", Integer, nullable=False),
+    Column("threshold", Double, nullable=False),
+    Column("tp", Integer, nullable=False),
+    Column("fp", Integer, nullable=False),
+    Column("tn", Integer, nullable=False),
+    Column("fn", Integer, nullable=False),
+    Column("tpr", Double, _rate("tp", "tp + fn")),
+    Column("fpr", Double, _rate("fp", "fp + tn")),
+    Column("precision", Double, _rate("tp", "tp + fp")),
+    PrimaryKeyConstraint("run_id", "split", "label", "point"),
+    CheckConstraint(_in("split", EVAL_SPLITS), name="split"),
+    CheckConstraint("tp >= 0 AND fp >= 0 AND tn >= 0 AND fn >= 0", name="counts_nonnegative"),
+)
+
+# Reliability: the images of each of 15 equal-width confidence bins (bin b holds
+# confidences in [b/15, (b+1)/15), the last bin closed), as the ECE counts them.
+calibration_bins = Table(
+    "calibration_bins",
+    metadata,
+    _run_fk(),
+    Column("split", Text, nullable=False),
+    Column("bin", SmallInteger, nullable=False),
+    Column("images", Integer, nullable=False),
+    Column("mean_confidence", Double, nullable=False),
+    Column("accuracy", Double, nullable=False),
+    PrimaryKeyConstraint("run_id", "split", "bin"),
+    CheckConstraint(_in("split", EVAL_SPLITS), name="split"),
+    CheckConstraint("bin >= 0 AND images > 0", name="bin"),
 )
 
 

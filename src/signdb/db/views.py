@@ -61,7 +61,13 @@ VIEWS: dict[str, str] = {
         (SELECT max(m.value) FROM signdb.run_metrics m
           WHERE m.run_id = r.id AND m.name = 'val_accuracy') AS best_val_accuracy,
         (SELECT array_agg(c.name ORDER BY c.label) FROM signdb.classes c
-          WHERE c.dataset_id = r.dataset_id AND c.label = ANY(r.classes)) AS class_names
+          WHERE c.dataset_id = r.dataset_id AND c.label = ANY(r.classes)) AS class_names,
+        (SELECT v.ci_low FROM signdb.score_values v
+          WHERE v.run_id = r.id AND v.split = 'test' AND v.metric = 'accuracy')
+          AS test_accuracy_low,
+        (SELECT v.ci_high FROM signdb.score_values v
+          WHERE v.run_id = r.id AND v.split = 'test' AND v.metric = 'accuracy')
+          AS test_accuracy_high
     FROM signdb.runs r
     JOIN signdb.datasets d ON d.id = r.dataset_id""",
     "leaderboard": """
@@ -79,9 +85,33 @@ VIEWS: dict[str, str] = {
         s.test_precision,
         s.test_recall,
         s.test_f1,
-        s.finished_at
+        s.finished_at,
+        s.test_accuracy_low,
+        s.test_accuracy_high
     FROM signdb.run_summary s
     WHERE s.status = 'succeeded' AND s.test_f1 IS NOT NULL""",
+    "run_scores": """
+    SELECT s.run_id, s.split, s.metric, s.value, s.ci_low, s.ci_high,
+           d.name AS dataset, r.model
+    FROM signdb.score_values s
+    JOIN signdb.runs r ON r.id = s.run_id
+    JOIN signdb.datasets d ON d.id = r.dataset_id""",
+    "class_scores": """
+    SELECT v.run_id, v.split, v.label, c.name AS class_name, v.metric, v.value
+    FROM signdb.class_score_values v
+    JOIN signdb.runs r ON r.id = v.run_id
+    LEFT JOIN signdb.classes c ON c.dataset_id = r.dataset_id AND c.label = v.label""",
+    "class_curves": """
+    SELECT p.run_id, p.split, p.label, c.name AS class_name, p.point, p.threshold,
+           p.tp, p.fp, p.tn, p.fn, p.fpr, p.tpr, p.tpr AS recall, p.precision
+    FROM signdb.curve_points p
+    JOIN signdb.runs r ON r.id = p.run_id
+    LEFT JOIN signdb.classes c ON c.dataset_id = r.dataset_id AND c.label = p.label""",
+    "calibration": """
+    SELECT b.run_id, b.split, b.bin, b.bin / 15.0::double precision AS confidence_low,
+           (b.bin + 1) / 15.0::double precision AS confidence_high, b.images,
+           b.mean_confidence, b.accuracy
+    FROM signdb.calibration_bins b""",
     "sweep_trials": """
     SELECT
         s.name AS sweep,

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -25,12 +25,14 @@ from signdb.db.engine import transaction
 from signdb.errors import InvalidArgument
 from signdb.ml.base import Classifier
 from signdb.ml.metrics import DEFAULT_THRESHOLDS, decide, parse_thresholds
+from signdb.ml.scores import SCORE_NAMES
 from signdb.results import Result, not_in_json
 from signdb.store import datasets as ds_store
 from signdb.store import evaluations as eval_store
 from signdb.store import images as image_store
+from signdb.store import scores as score_store
 from signdb.store.predictions import EVAL_SPLITS, image_splits
-from signdb.tracking.predictions import ScoredSplit, record_predictions
+from signdb.tracking.predictions import BOOTSTRAP, ScoredSplit, check_bootstrap, record_predictions
 from signdb.training import load_model
 
 SCORE_CHUNK = 512
@@ -54,6 +56,8 @@ class EvaluationResult(Result):
     split: str
     predictions: int
     seconds: float
+    #: Every score of ``run_scores``: {metric: {"value", "ci_low", "ci_high"}}.
+    scores: dict[str, dict[str, float | None]] = field(default_factory=dict)
     table: list[dict[str, Any]] = not_in_json(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
@@ -89,27 +93,42 @@ def score_split(engine: Engine, model: Classifier, run_id: int, split: str) -> S
 
 
 def evaluate(
-    engine: Engine, run_id: int, *, split: str = "test", thresholds: str = DEFAULT_THRESHOLDS
+    engine: Engine,
+    run_id: int,
+    *,
+    split: str = "test",
+    thresholds: str = DEFAULT_THRESHOLDS,
+    bootstrap: int = BOOTSTRAP,
 ) -> EvaluationResult:
-    """Score ``split`` of a run and replace its predictions and evaluation rows atomically."""
+    """Score ``split`` of a run and replace everything evaluated for it atomically: its
+    predictions, TP/FP/TN/FN rows, scores with ``bootstrap`` resamples' intervals,
+    curves and calibration."""
     check_split(split)
     sweep = parse_thresholds(thresholds)
+    bootstrap = check_bootstrap(bootstrap)
     started = time.perf_counter()
     run, model = load_model(engine, run_id)
     # Scoring happens before the write transaction, so the old rows stay
     # readable (and locks stay short) while the model works.
     scored = score_split(engine, model, run_id, split)
     with transaction(engine, f"writing the evaluation of run {run_id}") as session:
-        rows = record_predictions(session, run_id, run.classes, scored, sweep)
+        rows = record_predictions(session, run_id, run.classes, scored, sweep, bootstrap)
     with transaction(engine, f"reading the evaluation of run {run_id}") as session:
         metrics = eval_store.headline(session, run_id, split, run.classes)
         table = eval_store.evaluation_rows(session, run_id, split)
+        stored = {r["metric"]: r for r in score_store.run_scores(session, run_id, split)}
+    scores = {
+        m: {k: stored[m][k] for k in ("value", "ci_low", "ci_high")}
+        for m in SCORE_NAMES
+        if m in stored
+    }
     return EvaluationResult(
         run_id=run_id,
         rows=rows,
         split=split,
         predictions=len(scored.image_ids),
         seconds=time.perf_counter() - started,
+        scores=scores,
         table=table,
         **metrics,
     )

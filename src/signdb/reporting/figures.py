@@ -82,53 +82,46 @@ def confusion_figure(
     return png(fig)
 
 
-def _fpr(row: dict[str, Any]) -> float | None:
-    negatives = row["fp"] + row["tn"]
-    return row["fp"] / negatives if negatives else None
+def class_curve_figures(
+    points: list[dict[str, Any]],
+    areas: dict[tuple[int, str], float | None],
+    names: dict[int, str],
+    marked: dict[str, Any] | None = None,
+) -> tuple[str, str]:
+    """(ROC figure, PR figure): one threshold-free curve per class, its area in the legend.
 
-
-def curve_figures(rows: list[dict[str, Any]], threshold: float) -> tuple[str, str, str]:
-    """(PR figure, ROC figure, caption) from evaluation rows.
-
-    Binary runs draw the threshold sweep as curves and mark the row nearest
-    ``threshold``; multi-class runs show one one-vs-rest point per class.
+    ``points`` are ``class_curves`` rows; ``areas`` maps (label, metric) to the
+    class's ``roc_auc`` / ``average_precision``. A binary run draws its positive
+    class and marks ``marked`` (an evaluation row: the chosen threshold).
     """
-    pr_fig, pr = figure()
     roc_fig, roc = figure()
-    binary = all(r["threshold"] is not None for r in rows)
-    if binary and rows:
-        sweep = sorted(rows, key=lambda r: r["threshold"])
-        recall = [r["recall"] for r in sweep]
-        precision = [r["precision"] for r in sweep]
-        pr.plot(
-            [r for r, p in zip(recall, precision, strict=True) if p is not None],
-            [p for p in precision if p is not None],
-            "-",
-            label="threshold sweep",
-        )
-        roc.plot([_fpr(r) for r in sweep], recall, "-", label="threshold sweep")
-        marked = min(sweep, key=lambda r: abs(r["threshold"] - threshold))
+    pr_fig, pr = figure()
+    by_class: dict[int, list[dict[str, Any]]] = {}
+    for p in points:
+        by_class.setdefault(p["label"], []).append(p)
+    many = len(by_class) > 6
+    for i, (label, rows) in enumerate(sorted(by_class.items())):
+        name = names.get(label, str(label))
+        colour = f"C{i % 10}"
+        auc, ap = areas.get((label, "roc_auc")), areas.get((label, "average_precision"))
+        if auc is not None:
+            roc.plot([r["fpr"] for r in rows], [r["tpr"] for r in rows], color=colour, lw=1.2,
+                     label=f"{name} (AUC {auc:.3f})")  # fmt: skip
+        curve = [r for r in rows if r["precision"] is not None]
+        if ap is not None and curve:
+            pr.step([r["tpr"] for r in curve], [r["precision"] for r in curve], where="post",
+                    color=colour, lw=1.2, label=f"{name} (AP {ap:.3f})")  # fmt: skip
+    if marked is not None:
         label = f"threshold {marked['threshold']:.2f}"
-        pr.plot([marked["recall"]], [marked["precision"] or 0], "o", color="red", label=label)
-        roc.plot([_fpr(marked)], [marked["recall"]], "o", color="red", label=label)
-        caption = (
-            f"Marked: threshold {marked['threshold']:.2f} (precision "
-            f"{fmt(marked['precision'])}, recall {fmt(marked['recall'])}, F1 {fmt(marked['f1'])})."
-        )
-    else:
-        for r in rows:
-            cls = r["positive_class"]
-            pr.plot([r["recall"]], [r["precision"] or 0], "o")
-            pr.annotate(str(cls), (r["recall"], r["precision"] or 0), textcoords="offset points",
-                        xytext=(4, 4))  # fmt: skip
-            roc.plot([_fpr(r)], [r["recall"]], "o")
-            roc.annotate(str(cls), (_fpr(r), r["recall"]), textcoords="offset points",
-                         xytext=(4, 4))  # fmt: skip
-        caption = "One-vs-rest point per class at the argmax decision."
-    roc.plot([0, 1], [0, 1], ":", color="grey", label="chance")
+        roc.plot([_fpr(marked)], [marked["recall"]], "o", color="black", ms=5, label=label)
+        if marked["precision"] is not None:
+            pr.plot(
+                [marked["recall"]], [marked["precision"]], "o", color="black", ms=5, label=label
+            )
+    roc.plot([0, 1], [0, 1], ":", color="0.6", lw=1)
     for ax, title, xlabel, ylabel in (
-        (pr, "Precision-recall", "recall", "precision"),
-        (roc, "ROC", "false positive rate", "true positive rate (recall)"),
+        (roc, "ROC, one class against the rest", "false positive rate", "true positive rate"),
+        (pr, "Precision-recall, one class against the rest", "recall", "precision"),
     ):
         ax.set_xlim(-0.02, 1.02)
         ax.set_ylim(-0.02, 1.02)
@@ -136,9 +129,38 @@ def curve_figures(rows: list[dict[str, Any]], threshold: float) -> tuple[str, st
         ax.set_ylabel(ylabel)
         ax.set_title(f"{title} ({SPLIT})")
         ax.grid(alpha=0.3)
-        if binary:
-            ax.legend(loc="lower left" if ax is pr else "lower right")
-    return png(pr_fig), png(roc_fig), caption
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(loc="lower right" if ax is roc else "lower left", fontsize=7 if many else 8)
+    return png(roc_fig), png(pr_fig)
+
+
+def _fpr(row: dict[str, Any]) -> float | None:
+    negatives = row["fp"] + row["tn"]
+    return row["fp"] / negatives if negatives else None
+
+
+def reliability_figure(bins: list[dict[str, Any]], ece: float | None, n_bins: int = 15) -> str:
+    """Accuracy against confidence per bin, with the bins' sizes; a perfectly calibrated
+    model sits on the diagonal. The ECE is their size-weighted gap."""
+    fig, ax = figure()
+    width = 1 / n_bins
+    ax.bar([(b["bin"] + 0.5) * width for b in bins], [b["accuracy"] for b in bins],
+           width=width * 0.9, color="C0", alpha=0.8, label="accuracy in the bin")  # fmt: skip
+    ax.plot([b["mean_confidence"] for b in bins], [b["accuracy"] for b in bins], "o",
+            color="C1", ms=4, label="(mean confidence, accuracy)")  # fmt: skip
+    ax.plot([0, 1], [0, 1], ":", color="0.5", lw=1, label="perfect calibration")
+    for b in bins:
+        ax.annotate(str(b["images"]), ((b["bin"] + 0.5) * width, b["accuracy"]),
+                    ha="center", va="bottom", fontsize=6, color="0.3")  # fmt: skip
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1.08)
+    ax.set_xlabel("confidence (probability of the predicted class)")
+    ax.set_ylabel("accuracy")
+    shown = "-" if ece is None else f"{ece:.4f}"
+    ax.set_title(f"Reliability ({SPLIT}): ECE {shown} over {n_bins} bins")
+    ax.legend(loc="upper left", fontsize=8)
+    ax.grid(alpha=0.3)
+    return png(fig)
 
 
 def thumbnail(pixels: bytes, height: int, width: int, channels: int) -> str:

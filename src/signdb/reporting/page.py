@@ -1,7 +1,7 @@
-"""The report's HTML: one self-contained page, every image inline, no network, no sibling files.
+"""The reports' HTML: one self-contained page, every image inline, no network, no sibling files.
 
-Each figure sits in a frame with its own colour (``data-frame``), which lets a
-browser test find every figure in a screenshot.
+Each figure or table sits in a ``<section class="panel" id="fig-...">`` under
+a thin grey rule; the browser tests find them by id.
 """
 
 from __future__ import annotations
@@ -12,21 +12,11 @@ from typing import Any
 
 from signdb.reporting.figures import SPLIT, fmt
 
-#: Frame colours of the figures; unusual enough that no plot draws them.
-FRAMES = {
-    "learning": "#ff00ff",
-    "confusion": "#00ffff",
-    "pr": "#ffff00",
-    "roc": "#00ff00",
-    "gallery": "#ff8000",
-}
-
 _CSS = """
 body { font-family: sans-serif; margin: 16px; color: #222; background: #fff; }
 h1 { font-size: 22px; margin: 0 0 4px; }
 h2 { font-size: 15px; margin: 0 0 6px; }
 .grid { display: grid; grid-template-columns: 620px 620px; gap: 12px; }
-.figure { border: 4px solid; padding: 4px; }
 .wide { grid-column: 1 / span 2; }
 .gallery { display: flex; flex-wrap: wrap; gap: 6px; }
 .gallery figure { margin: 0; width: 96px; font-size: 10px; overflow-wrap: anywhere; }
@@ -39,15 +29,6 @@ td, th { border: 1px solid #ccc; padding: 2px 6px; text-align: left; vertical-al
 table.data td.num, table.data th.num { text-align: right; font-variant-numeric: tabular-nums; }
 table.data th { background: #f6f6f6; }
 """
-
-
-def frame(key: str, title: str, body: str, *, wide: bool = False) -> str:
-    colour = FRAMES[key]
-    classes = "figure wide" if wide else "figure"
-    return (
-        f'<section class="{classes}" id="fig-{key}" data-frame="{colour}" '
-        f'style="border-color:{colour}"><h2>{html.escape(title)}</h2>{body}</section>'
-    )
 
 
 def panel(key: str, title: str, body: str, *, wide: bool = False) -> str:
@@ -78,7 +59,7 @@ def img(src: str, alt: str, width: int = 600, height: int = 450) -> str:
 def gallery(tiles: list[dict[str, Any]], total_wrong: int) -> str:
     """The misclassified images: ``tiles`` carry a thumbnail ``src`` and their prediction."""
     if not tiles:
-        return '<p class="wide">No misclassified test images.</p>'
+        return panel("gallery", "Misclassified test images", "<p>None.</p>", wide=True)
     figures = "".join(
         f'<figure><img src="{t["src"]}" alt="image {t["image_id"]}"><figcaption>true '
         f"{t['label']} &rarr; {t['predicted']} (p={t['probability']:.2f})<br>"
@@ -89,7 +70,7 @@ def gallery(tiles: list[dict[str, Any]], total_wrong: int) -> str:
         f'<p class="caption">{len(tiles)} of {total_wrong} misclassified {SPLIT} images, '
         f'most confident first.</p><div class="gallery">{figures}</div>'
     )
-    return frame("gallery", "Misclassified test images", body, wide=True)
+    return panel("gallery", "Misclassified test images", body, wide=True)
 
 
 def page(

@@ -1,9 +1,12 @@
 """``signdb report``: one static, offline HTML page about a run.
 
-Every figure is drawn with matplotlib and embedded as a base64 PNG data URI,
-and so is every gallery image, so ``index.html`` is the whole report: it needs
-no server, no network and no sibling files, and can be mailed as is. A run that
-was not evaluated on the test split is evaluated first.
+Learning curves, the confusion matrix, every class's ROC and precision-recall
+curve with its area, the reliability diagram with its ECE, the scores with
+their bootstrap intervals, and the most confident mistakes. Every figure is
+drawn with matplotlib and embedded as a base64 PNG data URI, and so is every
+gallery image, so ``index.html`` is the whole report: it needs no server, no
+network and no sibling files, and can be mailed as is. A run whose test split
+was not evaluated (or was, before scores were stored) is evaluated first.
 """
 
 from __future__ import annotations
@@ -16,12 +19,14 @@ from sqlalchemy import Engine
 from signdb.db.engine import transaction
 from signdb.errors import InvalidArgument
 from signdb.evaluation import evaluate
+from signdb.ml.scores import SCORE_NAMES
 from signdb.reporting import figures, page
 from signdb.reporting.figures import SPLIT, fmt
 from signdb.store import datasets as ds_store
 from signdb.store import evaluations as eval_store
 from signdb.store import predictions as prediction_store
 from signdb.store import runs as run_store
+from signdb.store import scores as score_store
 from signdb.store import summaries
 
 GALLERY_LIMIT = 24
@@ -36,7 +41,9 @@ def write_report(
     with transaction(engine, f"reading run {run_id}") as session:
         run = run_store.get_run(session, run_id)
         names = ds_store.class_names(session, run.dataset_id)
-        evaluated = eval_store.has_evaluation(session, run_id, SPLIT)
+        evaluated = eval_store.has_evaluation(session, run_id, SPLIT) and bool(
+            score_store.run_scores(session, run_id, SPLIT)
+        )
     if not evaluated:
         evaluate(engine, run_id, split=SPLIT)
     with transaction(engine, f"reading the results of run {run_id}") as session:
@@ -46,8 +53,16 @@ def write_report(
         headline = eval_store.headline(session, run_id, SPLIT, run.classes)
         wrong = prediction_store.misclassified(session, run_id, SPLIT, GALLERY_LIMIT)
         n_wrong = prediction_store.count_misclassified(session, run_id, SPLIT)
+        scores = {r["metric"]: r for r in score_store.run_scores(session, run_id, SPLIT)}
+        points = score_store.class_curves(session, run_id, SPLIT)
+        areas = score_store.class_scores(session, run_id, SPLIT)
+        bins = score_store.calibration(session, run_id, SPLIT)
 
-    pr_src, roc_src, caption = figures.curve_figures(rows, threshold)
+    binary = all(r["threshold"] is not None for r in rows)
+    marked = min(rows, key=lambda r: abs(r["threshold"] - threshold)) if binary and rows else None
+    roc_src, pr_src = figures.class_curve_figures(points, areas, names, marked)
+    ece = scores.get("ece", {}).get("value")
+    reliability = figures.reliability_figure(bins, ece)
     learning = figures.learning_figure(series)
     confusion = figures.confusion_figure(run.classes, cells, names)
     tiles = [
@@ -60,12 +75,20 @@ def write_report(
         for w in wrong
     ]
     panels = [
-        page.frame("learning", "Learning curves", page.img(learning, "learning")),
-        page.frame("confusion", "Confusion matrix", page.img(confusion, "cm")),
-        page.frame("pr", "Precision-recall", page.img(pr_src, "precision-recall curve")),
-        page.frame("roc", "ROC", page.img(roc_src, "ROC curve")),
+        page.panel("learning", "Learning curves", page.img(learning, "learning")),
+        page.panel("confusion", "Confusion matrix", page.img(confusion, "cm")),
+        page.panel("roc", "ROC", page.img(roc_src, "ROC curves")),
+        page.panel("pr", "Precision-recall", page.img(pr_src, "precision-recall curves")),
+        page.panel("reliability", "Calibration", page.img(reliability, "reliability diagram")),
+        page.panel("scores", f"Scores ({SPLIT})", _scores_table(scores)),
         page.gallery(tiles, n_wrong),
     ]
+    caption = (
+        f"Marked: threshold {marked['threshold']:.2f} (precision {fmt(marked['precision'])}, "
+        f"recall {fmt(marked['recall'])}, F1 {fmt(marked['f1'])})."
+        if marked
+        else "Multi-class: each class against the rest, at the argmax decision."
+    )
     facts = {
         "run": run.id,
         "name": run.name,
@@ -94,3 +117,21 @@ def write_report(
         f"{html.escape(caption)}"
     )
     return page.write_page(out_dir, page.page(title, lead, panels, facts))
+
+
+def _scores_table(scores: dict[str, dict]) -> str:
+    """The scores of ``run_scores`` with their 95% bootstrap intervals."""
+    rows = []
+    for metric in SCORE_NAMES:
+        if metric not in scores:
+            continue
+        s = scores[metric]
+        interval = "" if s["ci_low"] is None else f"{s['ci_low']:.4f} to {s['ci_high']:.4f}"
+        rows.append([metric.replace("_", " "), fmt(s["value"]), interval])
+    if not rows:
+        return '<p class="caption">No scores stored.</p>'
+    note = (
+        '<p class="caption">95% intervals: percentile bootstrap over the test images '
+        "(run_scores); ranking scores have none.</p>"
+    )
+    return page.table(["score", "value", "95% interval"], rows, numeric_from=1) + note

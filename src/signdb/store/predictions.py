@@ -14,10 +14,11 @@ from signdb.store.copy import copy_rows, raw_connection
 EVAL_SPLITS = ("test", "val", "train", "all")
 
 _PREDICTIONS_COPY = (
-    "COPY signdb.predictions (run_id, image_id, split, label, predicted, probability) "
+    "COPY signdb.predictions "
+    "(run_id, image_id, split, label, predicted, probability, probabilities) "
     "FROM STDIN (FORMAT BINARY)"
 )
-_PREDICTION_TYPES = ["int8", "int8", "text", "int4", "int4", "float8"]
+_PREDICTION_TYPES = ["int8", "int8", "text", "int4", "int4", "float8", "float4[]"]
 
 
 def image_splits(split: str) -> list[str]:
@@ -33,7 +34,8 @@ def delete_predictions(session: Session, run_id: int, split: str) -> None:
 
 
 def copy_predictions(session: Session, run_id: int, rows: Sequence[tuple]) -> int:
-    """COPY ``(image_id, split, label, predicted, probability)`` rows for ``run_id``."""
+    """COPY ``(image_id, split, label, predicted, probability, probabilities)`` rows for
+    ``run_id``; ``probabilities`` is the whole vector in the run's classes order."""
     return copy_rows(
         raw_connection(session),
         _PREDICTIONS_COPY,
@@ -77,3 +79,42 @@ def misclassified(session: Session, run_id: int, split: str, limit: int) -> list
         {"r": run_id, "s": image_splits(split), "n": limit},
     )
     return [dict(r._mapping) for r in rows]
+
+
+def assignment_difference(session: Session, run_a: int, run_b: int, split: str) -> tuple[int, int]:
+    """(images in run A's ``split`` but not in B's, the other way round), from ``run_images``."""
+    row = session.execute(
+        text(
+            "SELECT count(*) FILTER (WHERE b.image_id IS NULL), "
+            "count(*) FILTER (WHERE a.image_id IS NULL) FROM "
+            "(SELECT image_id FROM signdb.run_images WHERE run_id = :a AND split = ANY(:s)) a "
+            "FULL JOIN "
+            "(SELECT image_id FROM signdb.run_images WHERE run_id = :b AND split = ANY(:s)) b "
+            "USING (image_id)"
+        ),
+        {"a": run_a, "b": run_b, "s": image_splits(split)},
+    ).one()
+    return int(row[0]), int(row[1])
+
+
+def count_predictions(session: Session, run_id: int, split: str) -> int:
+    return session.scalar(
+        text("SELECT count(*) FROM signdb.predictions WHERE run_id = :r AND split = ANY(:s)"),
+        {"r": run_id, "s": image_splits(split)},
+    )
+
+
+def paired_predictions(
+    session: Session, run_a: int, run_b: int, split: str
+) -> list[tuple[int, int, int, int]]:
+    """(image_id, label, A's prediction, B's prediction) for the images both runs scored."""
+    rows = session.execute(
+        text(
+            "SELECT a.image_id, a.label, a.predicted, b.predicted FROM signdb.predictions a "
+            "JOIN signdb.predictions b ON b.run_id = :b AND b.image_id = a.image_id "
+            "WHERE a.run_id = :a AND a.split = ANY(:s) AND b.split = a.split "
+            "ORDER BY a.image_id"
+        ),
+        {"a": run_a, "b": run_b, "s": image_splits(split)},
+    )
+    return [tuple(r) for r in rows]

@@ -1,8 +1,13 @@
-"""Per-image probabilities into ``predictions``, ``evaluations`` and the run's headline metrics.
+"""Per-image probabilities into ``predictions``, ``evaluations``, the scores and the headlines.
 
 The one writer of evaluation results: ``signdb evaluate`` scores a stored
 model and calls it, and so does ``run.log_predictions`` for people's own models.
-Everything is replaced in one transaction, so a re-evaluation is atomic.
+In one transaction it replaces a split's predictions (with each image's whole
+probability vector), its TP/FP/TN/FN rows, its scores with bootstrap intervals
+(``run_scores``), each class's ROC AUC and average precision
+(``class_scores``), its one-vs-rest curve points (``class_curves``), its
+reliability bins (``calibration``) and the run's headline columns, so a
+re-evaluation is atomic.
 """
 
 from __future__ import annotations
@@ -14,13 +19,26 @@ import numpy as np
 from sqlalchemy.orm import Session
 
 from signdb.errors import InvalidArgument
+from signdb.ml.curves import class_curves, ranked_counts
 from signdb.ml.metrics import decide, evaluation_rows
+from signdb.ml.scores import (
+    BOOTSTRAP_METRICS,
+    SCORE_NAMES,
+    bootstrap_intervals,
+    calibration_bins,
+    classification_scores,
+)
 from signdb.store import evaluations as eval_store
 from signdb.store import predictions as prediction_store
 from signdb.store import runs as run_store
+from signdb.store import scores as score_store
 
 #: How far from 1 a row of probabilities may sum (float32 softmax outputs drift a little).
 SUM_TOLERANCE = 1e-4
+#: Bootstrap resamples per evaluated split (``--bootstrap``), and their fixed seed:
+#: evaluating a run twice gives the same intervals.
+BOOTSTRAP = 1000
+BOOTSTRAP_SEED = 0
 
 
 @dataclass(frozen=True)
@@ -40,16 +58,19 @@ def record_predictions(
     classes: Sequence[int],
     scored: ScoredSplit,
     thresholds: np.ndarray,
+    bootstrap: int = BOOTSTRAP,
 ) -> int:
-    """Replace the run's predictions and evaluation rows for ``scored.split``; returns the rows."""
+    """Replace everything evaluated for ``scored.split``; returns the evaluation rows."""
     predicted, probability = decide(scored.probabilities, classes)
     rows = evaluation_rows(scored.labels, predicted, probability, classes, thresholds)
+    scores = score_rows(scored, predicted, classes, bootstrap)  # before any write: it may refuse
     predictions = zip(
         scored.image_ids.tolist(),
         scored.image_splits,
         scored.labels.tolist(),
         predicted.tolist(),
         probability.tolist(),
+        scored.probabilities.astype(np.float32).tolist(),
         strict=True,
     )
     run_store.lock_run(session, run_id)
@@ -57,8 +78,62 @@ def record_predictions(
     eval_store.delete_evaluations(session, run_id, scored.split)
     prediction_store.copy_predictions(session, run_id, list(predictions))
     eval_store.copy_evaluations(session, run_id, scored.split, rows)
+    score_store.replace_scores(session, run_id, scored.split, scores)
     eval_store.record_headline(session, run_id, scored.split, classes)
     return len(rows)
+
+
+def check_bootstrap(n: object) -> int:
+    if isinstance(n, bool) or not isinstance(n, int | np.integer) or not 0 <= n <= 100_000:
+        raise InvalidArgument(
+            f"--bootstrap must be a whole number of resamples from 0 (no intervals) to "
+            f"100000, got {n!r}; the default is {BOOTSTRAP}"
+        )
+    return int(n)
+
+
+def score_rows(
+    scored: ScoredSplit, predicted: np.ndarray, classes: Sequence[int], bootstrap: int
+) -> dict[str, list[tuple]]:
+    """The rows of each score table (see :mod:`signdb.store.scores`) for one scored split.
+
+    Scores follow scikit-learn's definitions (:mod:`signdb.ml.scores`); the
+    intervals are percentile bootstraps over images with a fixed seed. Binary
+    runs get the positive class's curve, multi-class runs every class's.
+    """
+    labels = np.asarray(classes)
+    y_true = np.searchsorted(labels, scored.labels)
+    y_pred = np.searchsorted(labels, predicted)
+    proba = scored.probabilities
+    values = classification_scores(y_true, y_pred, proba)
+    intervals = bootstrap_intervals(
+        y_true, y_pred, proba, metrics=BOOTSTRAP_METRICS, n_resamples=bootstrap,
+        seed=BOOTSTRAP_SEED,
+    )  # fmt: skip
+    score_values = [(m, values[m], *(intervals.get(m) or (None, None))) for m in SCORE_NAMES]
+    class_values, points = [], []
+    for c in [1] if len(labels) == 2 else range(len(labels)):
+        positive = y_true == c
+        curve = class_curves(positive, proba[:, c], c)
+        label = int(labels[c])
+        class_values += [
+            (label, "roc_auc", curve.roc_auc),
+            (label, "average_precision", curve.average_precision),
+            (label, "positives", float(curve.positives)),
+        ]
+        n_pos, n_neg = curve.positives, curve.negatives
+        points.append((label, 0, float("inf"), 0, 0, n_neg, n_pos))
+        tps, fps, cuts = ranked_counts(positive, proba[:, c])
+        for i, (tp, fp, cut) in enumerate(
+            zip(tps.tolist(), fps.tolist(), cuts.tolist(), strict=True)
+        ):
+            points.append((label, i + 1, cut, int(tp), int(fp), n_neg - int(fp), n_pos - int(tp)))
+    return {
+        "score_values": score_values,
+        "class_score_values": class_values,
+        "curve_points": points,
+        "calibration_bins": calibration_bins(y_true, y_pred, proba),
+    }
 
 
 def scored_from_user(

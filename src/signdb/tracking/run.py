@@ -36,7 +36,12 @@ from signdb.store import weights as weight_store
 from signdb.tracking.data import RunData
 from signdb.tracking.logger import Heartbeat, MetricLogger, check_metric, default_retry_seconds
 from signdb.tracking.pool import ImagePool
-from signdb.tracking.predictions import record_predictions, scored_from_user
+from signdb.tracking.predictions import (
+    BOOTSTRAP,
+    check_bootstrap,
+    record_predictions,
+    scored_from_user,
+)
 
 T = TypeVar("T")
 _SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -304,12 +309,15 @@ class Run:
         probabilities: np.ndarray,
         *,
         thresholds: str = DEFAULT_THRESHOLDS,
+        bootstrap: int = BOOTSTRAP,
     ) -> int:
         """Write a split's predictions and evaluation rows, exactly as ``signdb evaluate`` does.
 
         ``probabilities`` is (n, k), one row per image id, columns in
         :attr:`classes` order. Everything is checked first; a bad call writes
-        nothing. Returns the number of evaluation rows. Afterwards the run has
+        nothing. Returns the number of evaluation rows. The split's scores
+        (``run_scores``) get ``bootstrap`` resamples' 95% intervals (0: none),
+        and its curves and calibration bins are written too. Afterwards the run has
         its headline metrics and its place on the leaderboard (for the test split).
 
         >>> import numpy as np
@@ -323,6 +331,7 @@ class Run:
         self._check_open()
         split = _check_split(split)
         sweep = parse_thresholds(thresholds)
+        bootstrap = check_bootstrap(bootstrap)
         with self._uninterrupted():
             self.metrics.flush()
 
@@ -330,7 +339,7 @@ class Run:
             scored = scored_from_user(
                 session, self.id, split, image_ids, probabilities, self.classes
             )
-            return record_predictions(session, self.id, self.classes, scored, sweep)
+            return record_predictions(session, self.id, self.classes, scored, sweep, bootstrap)
 
         return self._write("logging predictions", write)
 
