@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import html
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import Engine
 
@@ -65,7 +66,33 @@ def write_report(
     reliability = figures.reliability_figure(bins, ece)
     learning = figures.learning_figure(series)
     confusion = figures.confusion_figure(run.classes, cells, names)
-    tiles = [
+    panels = [
+        page.panel("learning", "Learning curves", page.img(learning, "learning")),
+        page.panel("confusion", "Confusion matrix", page.img(confusion, "cm")),
+        page.panel("roc", "ROC", page.img(roc_src, "ROC curves")),
+        page.panel("pr", "Precision-recall", page.img(pr_src, "precision-recall curves")),
+        page.panel("reliability", "Calibration", page.img(reliability, "reliability diagram")),
+        page.panel("scores", f"Scores ({SPLIT})", _scores_table(scores)),
+        page.gallery(_tiles(wrong, names), n_wrong),
+    ]
+    caption = (
+        f"Marked: threshold {marked['threshold']:.2f} (precision {fmt(marked['precision'])}, "
+        f"recall {fmt(marked['recall'])}, F1 {fmt(marked['f1'])})."
+        if marked
+        else "Multi-class: each class against the rest, at the argmax decision."
+    )
+    title = f"signdb run {run.id}" + (f": {run.name}" if run.name else "")
+    lead = (
+        f"{html.escape(run.model)} on {html.escape(run.dataset)}, classes "
+        f"{html.escape(', '.join(names.get(c, str(c)) for c in run.classes))}. "
+        f"{html.escape(caption)}"
+    )
+    return page.write_page(out_dir, page.page(title, lead, panels, _facts(run, names, headline)))
+
+
+def _tiles(wrong: list[dict[str, Any]], names: dict[int, str]) -> list[dict[str, Any]]:
+    """The gallery's misclassified images, with class names and inline thumbnails."""
+    return [
         {
             **w,
             "label": names.get(w["label"], w["label"]),
@@ -74,22 +101,11 @@ def write_report(
         }
         for w in wrong
     ]
-    panels = [
-        page.panel("learning", "Learning curves", page.img(learning, "learning")),
-        page.panel("confusion", "Confusion matrix", page.img(confusion, "cm")),
-        page.panel("roc", "ROC", page.img(roc_src, "ROC curves")),
-        page.panel("pr", "Precision-recall", page.img(pr_src, "precision-recall curves")),
-        page.panel("reliability", "Calibration", page.img(reliability, "reliability diagram")),
-        page.panel("scores", f"Scores ({SPLIT})", _scores_table(scores)),
-        page.gallery(tiles, n_wrong),
-    ]
-    caption = (
-        f"Marked: threshold {marked['threshold']:.2f} (precision {fmt(marked['precision'])}, "
-        f"recall {fmt(marked['recall'])}, F1 {fmt(marked['f1'])})."
-        if marked
-        else "Multi-class: each class against the rest, at the argmax decision."
-    )
-    facts = {
+
+
+def _facts(run: run_store.Run, names: dict[int, str], headline: dict[str, Any]) -> dict[str, Any]:
+    """The report's table of facts about the run, in reading order."""
+    return {
         "run": run.id,
         "name": run.name,
         "dataset": run.dataset,
@@ -110,13 +126,6 @@ def write_report(
         "started / finished": f"{run.started_at} / {run.finished_at}",
         **{f"hyperparameter {k}": v for k, v in sorted(run.hyperparams.items())},
     }
-    title = f"signdb run {run.id}" + (f": {run.name}" if run.name else "")
-    lead = (
-        f"{html.escape(run.model)} on {html.escape(run.dataset)}, classes "
-        f"{html.escape(', '.join(names.get(c, str(c)) for c in run.classes))}. "
-        f"{html.escape(caption)}"
-    )
-    return page.write_page(out_dir, page.page(title, lead, panels, facts))
 
 
 def _scores_table(scores: dict[str, dict]) -> str:

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from signdb.store.copy import copy_rows, raw_connection
 
-TABLES = ("score_values", "class_score_values", "curve_points", "calibration_bins")
+TABLES = ("score_values", "class_score_values", "curve_points", "calibration_bins")  # _DELETES too
 
 _COPIES = {
     "score_values": (
@@ -38,8 +38,14 @@ _COPIES = {
 }
 
 _DELETES = {
-    table: text(f"DELETE FROM signdb.{table} WHERE run_id = :r AND split = :s")  # noqa: S608
-    for table in TABLES
+    "score_values": text("DELETE FROM signdb.score_values WHERE run_id = :r AND split = :s"),
+    "class_score_values": text(
+        "DELETE FROM signdb.class_score_values WHERE run_id = :r AND split = :s"
+    ),
+    "curve_points": text("DELETE FROM signdb.curve_points WHERE run_id = :r AND split = :s"),
+    "calibration_bins": text(
+        "DELETE FROM signdb.calibration_bins WHERE run_id = :r AND split = :s"
+    ),
 }
 
 

@@ -25,7 +25,7 @@ from typing import Any
 
 from sqlalchemy import Engine
 
-from signdb.data.splits import check_fractions, check_mode, plan_split
+from signdb.data.splits import SplitPlan, check_fractions, check_mode, plan_split
 from signdb.db import sweep_storage
 from signdb.db.engine import transaction
 from signdb.errors import InvalidArgument, SchemaOutOfDate
@@ -163,22 +163,7 @@ def _comparable(value: Any) -> Any:
 
 
 def _validate(engine: Engine, request: SweepRequest) -> tuple[Sweep, list[dict[str, str]] | None]:
-    ds_store.check_name(request.name, "sweep name")
-    if request.sampler not in SAMPLERS:
-        raise InvalidArgument(
-            f"--sampler must be one of {', '.join(SAMPLERS)}, got {request.sampler!r}"
-        )
-    if request.objective not in OBJECTIVES:
-        raise InvalidArgument(
-            f"--objective must be {' or '.join(OBJECTIVES)} (a sweep selects on the val "
-            f"split, never on test), got {request.objective!r}"
-        )
-    _positive("--repeats", request.repeats)
-    if request.heartbeat_seconds < 1 or request.grace_seconds < 2 * request.heartbeat_seconds:
-        raise InvalidArgument(
-            f"--grace-seconds must be at least twice --heartbeat-seconds, got "
-            f"{request.grace_seconds} and {request.heartbeat_seconds}"
-        )
+    _check_settings(request)
     space, fixed = parse_params(request.params)
     cls = model_class(request.model, request.engine)
     if "seed" in space or "seed" in fixed:
@@ -194,30 +179,7 @@ def _validate(engine: Engine, request: SweepRequest) -> tuple[Sweep, list[dict[s
     points = _points(request, space)
     trials = len(points) if points is not None else request.trials or DEFAULT_TRIALS
     _positive("--trials", trials)
-    check_fractions(request.test_fraction, request.val_fraction)
-    check_mode(request.split)
-    ds_store.check_seed(request.seed)
-    with transaction(engine, "checking the sweep's dataset") as session:
-        ds = ds_store.get_dataset(session, request.dataset)
-        labels = ds_store.label_counts(session, ds.id)
-        names = ds_store.class_names(session, ds.id)
-        chosen = run_classes(request.classes, names, labels, request.dataset)
-        total, with_split, fixed_val = ds_store.fixed_split_coverage(session, ds.id, chosen)
-    plan = plan_split(
-        request.split,
-        seed=request.seed,
-        test_fraction=request.test_fraction,
-        val_fraction=request.val_fraction,
-        images=total,
-        with_split=with_split,
-        fixed_val=fixed_val,
-        what=f"dataset {request.dataset!r} for the chosen classes",
-    )
-    if plan.val_fraction <= 0 and not (plan.mode == "fixed" and fixed_val):
-        raise InvalidArgument(
-            "a sweep selects its configuration on the val split, never on test: give "
-            "--val-fraction > 0 (e.g. --val-fraction 0.15)"
-        )
+    ds, chosen, plan = _plan_split(engine, request)
     for candidate in _corners(space, fixed, points):
         _check_model(cls, candidate, ds.preprocessing.shape, chosen)
     encoded = None
@@ -244,6 +206,57 @@ def _validate(engine: Engine, request: SweepRequest) -> tuple[Sweep, list[dict[s
         grace_seconds=request.grace_seconds,
     )
     return sweep, encoded
+
+
+def _check_settings(request: SweepRequest) -> None:
+    """The sweep's own settings, before any parameter or the database is read."""
+    ds_store.check_name(request.name, "sweep name")
+    if request.sampler not in SAMPLERS:
+        raise InvalidArgument(
+            f"--sampler must be one of {', '.join(SAMPLERS)}, got {request.sampler!r}"
+        )
+    if request.objective not in OBJECTIVES:
+        raise InvalidArgument(
+            f"--objective must be {' or '.join(OBJECTIVES)} (a sweep selects on the val "
+            f"split, never on test), got {request.objective!r}"
+        )
+    _positive("--repeats", request.repeats)
+    if request.heartbeat_seconds < 1 or request.grace_seconds < 2 * request.heartbeat_seconds:
+        raise InvalidArgument(
+            f"--grace-seconds must be at least twice --heartbeat-seconds, got "
+            f"{request.grace_seconds} and {request.heartbeat_seconds}"
+        )
+
+
+def _plan_split(
+    engine: Engine, request: SweepRequest
+) -> tuple[ds_store.Dataset, list[int], SplitPlan]:
+    """The dataset, its chosen classes and the split every repeat uses; val must exist."""
+    check_fractions(request.test_fraction, request.val_fraction)
+    check_mode(request.split)
+    ds_store.check_seed(request.seed)
+    with transaction(engine, "checking the sweep's dataset") as session:
+        ds = ds_store.get_dataset(session, request.dataset)
+        labels = ds_store.label_counts(session, ds.id)
+        names = ds_store.class_names(session, ds.id)
+        chosen = run_classes(request.classes, names, labels, request.dataset)
+        total, with_split, fixed_val = ds_store.fixed_split_coverage(session, ds.id, chosen)
+    plan = plan_split(
+        request.split,
+        seed=request.seed,
+        test_fraction=request.test_fraction,
+        val_fraction=request.val_fraction,
+        images=total,
+        with_split=with_split,
+        fixed_val=fixed_val,
+        what=f"dataset {request.dataset!r} for the chosen classes",
+    )
+    if plan.val_fraction <= 0 and not (plan.mode == "fixed" and fixed_val):
+        raise InvalidArgument(
+            "a sweep selects its configuration on the val split, never on test: give "
+            "--val-fraction > 0 (e.g. --val-fraction 0.15)"
+        )
+    return ds, chosen, plan
 
 
 def _points(request: SweepRequest, space: dict[str, Space]) -> list[dict[str, Any]] | None:

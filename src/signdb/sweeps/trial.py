@@ -39,6 +39,7 @@ from signdb.results import Result
 from signdb.store.sweeps import StoredSweep
 from signdb.sweeps.space import Space
 from signdb.tracking import ImagePool, Run, TrialLink, start_run
+from signdb.tracking.predictions import BOOTSTRAP
 from signdb.training import TrainerSettings, TrainSpec, prepare_model, train_loop
 
 #: Trial states as ``sweep work`` reports them.
@@ -209,43 +210,12 @@ def _repeat(
     outcome: TrialOutcome,
 ) -> tuple[float | None, bool]:
     """One run of the trial, its id and training time added to ``outcome``: (objective, pruned)."""
-    sweep = worker.sweep
-    spec = TrainSpec(
-        dataset=sweep.dataset,
-        model=sweep.model,
-        classes=list(sweep.classes),
-        hyperparams={**sweep.fixed, **params},
-        seed=sweep.seed + repeat,
-        test_fraction=sweep.test_fraction,
-        val_fraction=sweep.val_fraction,
-        split=sweep.split,
-        engine=sweep.engine,
-        trainer=TrainerSettings(cache="on"),
-    )
-    model = prepare_model(worker.engine, spec)
-    run = start_run(
-        worker.engine,
-        dataset=spec.dataset,
-        model=spec.model,
-        classes=spec.classes,
-        params=model.get_params(),
-        seed=spec.seed,
-        test_fraction=spec.test_fraction,
-        val_fraction=spec.val_fraction,
-        split=spec.split,
-        name=f"{sweep.name} trial {trial.number} repeat {repeat}",
-        engine_name=spec.engine,
-        trainer=spec.trainer.as_dict(),
-        cache="on",
-        signals="flag",
-        pool=worker.pool,
-        trial=TrialLink(sweep.name, trial.number, repeat),
-    )
+    spec, model, run = _start_repeat(worker, trial, params, repeat)
     outcome.run_ids.append(run.id)
     beat.watch(run)
-    metric = sweep.objective.removeprefix("val_")
+    metric = worker.sweep.objective.removeprefix("val_")
     hook = None
-    if sweep.pruner.get("kind") != "none" and not model.full_batch and model.batch_size:
+    if worker.sweep.pruner.get("kind") != "none" and not model.full_batch and model.batch_size:
 
         def hook(epoch: int, fitted: Classifier) -> bool:
             from optuna.exceptions import UpdateFinishedTrialError
@@ -281,7 +251,9 @@ def _repeat(
             for split in ("val", "test"):
                 arrays = run.data.split(split)
                 proba = model.predict_proba_pixels(arrays.pixels)
-                run.log_predictions(split, arrays.ids, proba)
+                # Intervals on test only: val picks the configuration, sweep_summary its spread.
+                bootstrap = 0 if split == "val" else BOOTSTRAP
+                run.log_predictions(split, arrays.ids, proba, bootstrap=bootstrap)
                 if split == "val":
                     scores = headline(arrays.labels, proba, run.classes)
     finally:
@@ -292,6 +264,45 @@ def _repeat(
     if value is None or not math.isfinite(value):
         raise SignDBError(f"run {run.id} has no val {metric}: its val split is empty")
     return float(value), False
+
+
+def _start_repeat(
+    worker: Worker, trial: Any, params: dict[str, Any], repeat: int
+) -> tuple[TrainSpec, Classifier, Run]:
+    """Repeat ``repeat`` of the trial as a started signdb run that belongs to it."""
+    sweep = worker.sweep
+    spec = TrainSpec(
+        dataset=sweep.dataset,
+        model=sweep.model,
+        classes=list(sweep.classes),
+        hyperparams={**sweep.fixed, **params},
+        seed=sweep.seed + repeat,
+        test_fraction=sweep.test_fraction,
+        val_fraction=sweep.val_fraction,
+        split=sweep.split,
+        engine=sweep.engine,
+        trainer=TrainerSettings(cache="on"),
+    )
+    model = prepare_model(worker.engine, spec)
+    run = start_run(
+        worker.engine,
+        dataset=spec.dataset,
+        model=spec.model,
+        classes=spec.classes,
+        params=model.get_params(),
+        seed=spec.seed,
+        test_fraction=spec.test_fraction,
+        val_fraction=spec.val_fraction,
+        split=spec.split,
+        name=f"{sweep.name} trial {trial.number} repeat {repeat}",
+        engine_name=spec.engine,
+        trainer=spec.trainer.as_dict(),
+        cache="on",
+        signals="flag",
+        pool=worker.pool,
+        trial=TrialLink(sweep.name, trial.number, repeat),
+    )
+    return spec, model, run
 
 
 def _val_score(run: Run, model: Classifier, metric: str) -> float | None:
