@@ -128,6 +128,15 @@ class Classifier:
         self.opt_state_: dict[str, np.ndarray] = {}
         return self
 
+    def plan(self, total_steps: int) -> None:
+        """Hear the run's length before its first step; ``fit`` and the trainer call it.
+
+        A ``"cosine"`` schedule without its own ``total_steps`` anneals over it.
+        """
+        optimizer = getattr(self, "optimizer_", None)
+        if optimizer is not None:
+            optimizer.plan(total_steps)
+
     def train_step(self, X: np.ndarray, y: np.ndarray, step: int) -> StepResult:
         """One parameter update on a batch: its cost before the update and its correct count."""
         self._check_fitted()
@@ -153,6 +162,7 @@ class Classifier:
         classes = np.unique(labels)
         self.initialize(X.shape[1:], classes)
         y = np.searchsorted(classes, labels)
+        self.plan(self.iterations * sum(1 for _ in self.batches(len(X), 0)))
         step = 0
         for epoch in range(self.iterations):
             for idx in self.batches(len(X), epoch):

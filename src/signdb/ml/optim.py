@@ -42,6 +42,8 @@ class Optimizer:
       * ``None``: constant ``lr``.
       * ``"step"``: ``lr * lr_decay ** (step // lr_decay_every)``.
       * ``"cosine"``: ``lr * (1 + cos(pi * min(step, total_steps) / total_steps)) / 2``.
+        With ``total_steps=None`` the horizon is the run's own length, which the
+        trainer passes to :meth:`plan` before the first step.
     """
 
     def __init__(
@@ -68,16 +70,30 @@ class Optimizer:
                 )
             if not (isinstance(lr_decay, (int, float)) and 0 < lr_decay <= 1):
                 raise InvalidArgument(f"lr_decay must be in (0, 1], got {lr_decay!r}")
-        if lr_schedule == "cosine" and not (isinstance(total_steps, int) and total_steps >= 1):
+        if lr_schedule == "cosine" and not (
+            total_steps is None or (isinstance(total_steps, int) and total_steps >= 1)
+        ):
             raise InvalidArgument(
-                f"total_steps must be a positive integer for the 'cosine' schedule, "
-                f"got {total_steps!r}"
+                f"total_steps must be a positive integer for the 'cosine' schedule, or None "
+                f"for the whole run; got {total_steps!r}"
             )
         self.lr = float(lr)
         self.lr_schedule = lr_schedule
         self.lr_decay = float(lr_decay)
         self.lr_decay_every = lr_decay_every
         self.total_steps = total_steps
+        self._planned = total_steps is None
+
+    def plan(self, total_steps: int) -> None:
+        """Anneal a ``"cosine"`` schedule left open (``total_steps=None``) over ``total_steps``.
+
+        >>> opt = make_optimizer("adam", 1.0, lr_schedule="cosine")
+        >>> opt.plan(10)
+        >>> round(opt.lr_at(5), 6), opt.lr_at(10)
+        (0.5, 0.0)
+        """
+        if self._planned:
+            self.total_steps = max(1, int(total_steps))
 
     def lr_at(self, step: int) -> float:
         """Learning rate for the 0-based ``step``."""
@@ -85,7 +101,11 @@ class Optimizer:
             assert self.lr_decay_every is not None
             return self.lr * self.lr_decay ** (int(step) // self.lr_decay_every)
         if self.lr_schedule == "cosine":
-            assert self.total_steps is not None
+            if self.total_steps is None:
+                raise InvalidArgument(
+                    "the 'cosine' schedule has no horizon: pass total_steps, or train through "
+                    "fit() or the trainer, which call plan() with the run's step count"
+                )
             frac = min(int(step), self.total_steps) / self.total_steps
             return self.lr * 0.5 * (1.0 + math.cos(math.pi * frac))
         return self.lr

@@ -361,6 +361,10 @@ class TorchMLP(_TorchEngine, MLPClassifier):
 
     name: ClassVar[str] = "mlp"
 
+    def _augment(self, X: np.ndarray, step: int) -> np.ndarray:
+        # numpy's resample before flattening, as MLPClassifier._step does.
+        return random_affine(X, self.seed, step) if self.augment else X
+
     def _build(self, init: dict[str, np.ndarray]) -> nn.ModuleDict:
         # numpy stores (fan_in, fan_out); nn.Linear wants (out, in).
         return nn.ModuleDict(

@@ -81,10 +81,13 @@ def _loop(
     progress: Progress | None,
     on_epoch: EpochHook | None = None,
 ) -> LoopOutcome:
+    # One function on purpose: the step counter, the mid-epoch skip and the checkpoint
+    # clock are shared by every branch, and a resumed run must take exactly this path.
     data = run.data
     batch_size = None if model.full_batch else model.batch_size
     per_epoch = data.steps_per_epoch(batch_size)
     total = model.iterations * per_epoch
+    model.plan(total)
     eval_every = settings.eval_every or max(1, total // 20)
     checkpoint_every = settings.checkpoint_every or max(1, total // 10)
     step = start_step

@@ -200,7 +200,11 @@ def test_losses_are_stable_at_extreme_logits() -> None:
         ("mlp", {"optimizer": "lbfgs"}, "unknown optimizer 'lbfgs'; choose one of sgd, momentum"),
         ("softmax", {"l2": -1.0}, "l2 must be a number >= 0, got -1.0"),
         ("softmax", {"standardize": "yes"}, "got 'yes'"),
-        ("mlp", {"lr_schedule": "cosine"}, "total_steps must be a positive integer"),
+        (
+            "mlp",
+            {"lr_schedule": "cosine", "total_steps": 0},
+            "total_steps must be a positive integer",
+        ),
         ("mlp", {"batch_size": 0}, "batch size must be >= 1, got 0"),
     ],
 )

@@ -92,6 +92,31 @@ def test_cosine_schedule() -> None:
     assert opt.lr_at(500) == pytest.approx(0.0)
 
 
+def test_an_open_cosine_anneals_over_the_planned_run() -> None:
+    opt = make_optimizer("adam", 1.0, lr_schedule="cosine")
+    with pytest.raises(InvalidArgument, match="no horizon"):
+        opt.lr_at(0)
+    opt.plan(40)
+    assert opt.lr_at(20) == pytest.approx(0.5)
+    assert opt.lr_at(40) == pytest.approx(0.0)
+
+
+def test_plan_leaves_a_fixed_horizon_alone() -> None:
+    opt = make_optimizer("adam", 1.0, lr_schedule="cosine", total_steps=100)
+    opt.plan(10)
+    assert opt.lr_at(50) == pytest.approx(0.5)
+
+
+def test_fit_plans_the_cosine_over_its_own_steps() -> None:
+    from signdb.ml.mlp import MLPClassifier
+
+    rng = np.random.default_rng(0)
+    X, y = rng.random((30, 4, 4, 1), dtype=np.float32), rng.integers(0, 2, 30)
+    model = MLPClassifier(hidden=(4,), iterations=3, batch_size=10, lr_schedule="cosine")
+    model.fit(X, y)
+    assert model.optimizer_.total_steps == 9  # 3 epochs x 3 batches
+
+
 def test_schedule_applies_to_updates() -> None:
     opt = make_optimizer("sgd", 1.0, lr_schedule="step", lr_decay=0.5, lr_decay_every=1)
     params = {"p": np.zeros(1, dtype=np.float32)}
@@ -109,7 +134,7 @@ def test_schedule_applies_to_updates() -> None:
         (("adam", 0.1), {"beta1": 1.0}, "beta1 must be in [0, 1), got 1.0"),
         (("adam", 0.1), {"lr_schedule": "linear"}, "'linear'"),
         (("adam", 0.1), {"lr_schedule": "step"}, "lr_decay_every"),
-        (("adam", 0.1), {"lr_schedule": "cosine"}, "total_steps"),
+        (("adam", 0.1), {"lr_schedule": "cosine", "total_steps": 0}, "total_steps"),
         (("adam", 0.1), {"momentum": 0.9}, "does not accept momentum"),
     ],
 )
