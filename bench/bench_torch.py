@@ -44,29 +44,25 @@ from typing import Any
 
 import numpy as np
 import torch
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine
 from threadpoolctl import threadpool_info
 from torch.utils.data import DataLoader
 
 import signdb
+from bench._data import enlarge
 from bench._progress import note
 from bench._scratch import scratch_engine
 from signdb.config import dataset_dir
-from signdb.data import Sample
-from signdb.data.preprocess import Preprocessing, pixels_sha256
-from signdb.db.engine import transaction
+from signdb.data.preprocess import Preprocessing
 from signdb.loading import load_dataset
 from signdb.ml.cnn import ConvNet, fit_layers
 from signdb.ml.torchnet import TorchConvNet
-from signdb.store import datasets as ds_store
-from signdb.store import images as image_store
 from signdb.torch import RunDataset
 from signdb.tracking import Run
 
 DB = "signdb_bench_torch"
 DATASET = "sld"
 BIG = "sld10"  # the dataset and 9 copies shifted by 1..9 pixels, as in bench_train
-SHIFTS = range(1, 10)
 SEED = 42
 BATCH = 32
 WORKERS = 2
@@ -295,31 +291,7 @@ print(json.dumps({
 
 
 def _enlarge(engine: Engine) -> int:
-    """Dataset BIG: every image of DATASET and its copies shifted right by 1..9 pixels.
-
-    bench_train's ``_enlarge`` makes the same data but predates the ``labels``
-    argument of ``insert_samples``; this one passes the source's classes along.
-    """
-    with transaction(engine, "reading the dataset to copy") as session:
-        source = ds_store.get_dataset(session, DATASET)
-        names = ds_store.class_names(session, source.id)
-        rows = session.execute(
-            text("SELECT label, pixels, source FROM signdb.images WHERE dataset_id = :d"),
-            {"d": source.id},
-        ).all()
-        big = ds_store.get_or_create_dataset(session, BIG, PREP)
-        ds_store.insert_classes(session, big.id, names)
-    labels = {str(label): label for label in names}
-    for shift in (0, *SHIFTS):
-        samples = []
-        for label, pixels, where in rows:
-            moved = np.roll(np.frombuffer(pixels, np.uint8).reshape(PREP.shape), shift, axis=1)
-            moved = np.ascontiguousarray(moved)
-            samples.append(Sample(f"{where}#roll{shift}", str(label), moved, pixels_sha256(moved)))
-        with transaction(engine, "writing shifted copies") as session:
-            image_store.insert_samples(session, big, samples, labels)
-    with transaction(engine) as session:
-        return ds_store.count_images(session, big.id)
+    return enlarge(engine, DATASET, BIG, PREP)
 
 
 def _child_peak(engine: Engine, dataset: str) -> dict[str, float]:

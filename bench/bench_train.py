@@ -39,17 +39,15 @@ import numpy as np
 from sqlalchemy import Engine, text
 from threadpoolctl import threadpool_limits
 
+from bench._data import enlarge
 from bench._progress import note
 from bench._scratch import scratch_engine
 from signdb.config import dataset_dir
-from signdb.data import Sample
-from signdb.data.preprocess import Preprocessing, pixels_sha256
+from signdb.data.preprocess import Preprocessing
 from signdb.db.engine import transaction
 from signdb.loading import load_dataset
 from signdb.ml import build_model
 from signdb.ml.base import Classifier, pixels_to_float
-from signdb.store import datasets as ds_store
-from signdb.store import images as image_store
 from signdb.store import weights as weight_store
 from signdb.tracking import MetricLogger, RunData, order_key
 from signdb.training import CHECKPOINT_SECONDS, TrainerSettings, TrainSpec, train
@@ -57,7 +55,6 @@ from signdb.training import CHECKPOINT_SECONDS, TrainerSettings, TrainSpec, trai
 DB = "signdb_bench_train"
 DATASET = "sld"
 BIG = "sld10"  # the dataset plus 9 shifted copies
-SHIFTS = range(1, 10)
 SEED = 42
 BATCH = 64
 REPEATS = 3
@@ -374,7 +371,7 @@ def _overhead_rows(engine: Engine) -> list[dict]:
 
 # -- peak memory ---------------------------------------------------------------------
 _CHILD = """
-import json, resource, sys, time
+import json, re, sys, time
 import psutil
 from signdb.db.engine import get_engine
 from signdb.training import TrainerSettings, TrainSpec, train
@@ -386,34 +383,16 @@ result = train(get_engine(sys.argv[1]), config)
 print(json.dumps({
     "seconds": time.perf_counter() - start,
     "baseline_mb": base / 2**20,
-    "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**10,
+    # VmHWM, not RUSAGE_SELF: Linux carries ru_maxrss across execve, so a child
+    # started by subprocess would report its parent's peak if that was larger.
+    "peak_mb": int(re.search(r"VmHWM:\\s*(\\d+) kB", open("/proc/self/status").read())[1]) / 2**10,
     "steps": result.steps,
 }))
 """
 
 
 def _enlarge(engine: Engine) -> int:
-    """Dataset BIG: every image of DATASET plus its copies shifted right by 1..9 pixels."""
-    prep = PREP
-    with transaction(engine) as session:
-        rows = session.execute(
-            text(
-                "SELECT i.label, i.pixels, i.source FROM signdb.images i "
-                "JOIN signdb.datasets d ON d.id = i.dataset_id WHERE d.name = :n ORDER BY i.id"
-            ),
-            {"n": DATASET},
-        ).all()
-        big = ds_store.get_or_create_dataset(session, BIG, prep)
-    originals = [(label, np.frombuffer(p, np.uint8).reshape(prep.shape), s) for label, p, s in rows]
-    for shift in (0, *SHIFTS):
-        samples = []
-        for label, pixels, source in originals:
-            moved = np.roll(pixels, shift, axis=1)
-            samples.append(Sample(f"{source}#roll{shift}", label, moved, pixels_sha256(moved)))
-        with transaction(engine) as session:
-            image_store.insert_samples(session, big, samples)
-    with transaction(engine) as session:
-        return ds_store.count_images(session, big.id)
+    return enlarge(engine, DATASET, BIG, PREP)
 
 
 def _child_peak(url: str, dataset: str) -> dict[str, float]:
