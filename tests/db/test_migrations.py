@@ -341,9 +341,16 @@ def test_the_scores_revision_round_trips_on_a_database_holding_scores(engine, pg
         [run],
     )
     pg.execute("INSERT INTO signdb.calibration_bins VALUES (%s, 'test', 13, 1, 0.9, 1.0)", [run])
-    assert pg.execute(
-        "SELECT test_accuracy_low FROM signdb.run_summary WHERE run_id = %s", [run]
-    ).fetchone() == (0.8,)
+    interval = (
+        "SELECT test_accuracy_low, test_accuracy_high FROM signdb.run_summary WHERE run_id = %s"
+    )
+    # Written straight into score_values, the interval is not on the run row yet.
+    assert pg.execute(interval, [run]).fetchone() == (None, None)
+    assert migrate.downgrade(engine, "0009") == "0009"  # 0009 reads it from score_values
+    assert pg.execute(interval, [run]).fetchone() == (0.8, 1.0)
+    assert migrate.upgrade(engine) == migrate.head_revision(engine)  # 0010 copies it over
+    assert pg.execute(interval, [run]).fetchone() == (0.8, 1.0)
+    assert migrate.check(engine).ok
     assert migrate.downgrade(engine, "0008") == "0008"
     columns = {
         r[0]

@@ -165,6 +165,9 @@ runs = Table(
     Column("val_precision", Double),
     Column("val_recall", Double),
     Column("val_f1", Double),
+    # The test accuracy's bootstrap interval, copied from score_values like the headlines.
+    Column("test_accuracy_low", Double),
+    Column("test_accuracy_high", Double),
     CheckConstraint(_in("status", RUN_STATUSES), name="status"),
     CheckConstraint(_in("engine", ENGINES), name="engine"),
     CheckConstraint("val_fraction >= 0 AND test_fraction + val_fraction < 1", name="val_fraction"),

@@ -62,12 +62,8 @@ VIEWS: dict[str, str] = {
           WHERE m.run_id = r.id AND m.name = 'val_accuracy') AS best_val_accuracy,
         (SELECT array_agg(c.name ORDER BY c.label) FROM signdb.classes c
           WHERE c.dataset_id = r.dataset_id AND c.label = ANY(r.classes)) AS class_names,
-        (SELECT v.ci_low FROM signdb.score_values v
-          WHERE v.run_id = r.id AND v.split = 'test' AND v.metric = 'accuracy')
-          AS test_accuracy_low,
-        (SELECT v.ci_high FROM signdb.score_values v
-          WHERE v.run_id = r.id AND v.split = 'test' AND v.metric = 'accuracy')
-          AS test_accuracy_high
+        r.test_accuracy_low,
+        r.test_accuracy_high
     FROM signdb.runs r
     JOIN signdb.datasets d ON d.id = r.dataset_id""",
     "leaderboard": """

@@ -75,7 +75,8 @@ def headline(
 
 
 def record_headline(session: Session, run_id: int, split: str, classes: Sequence[int]) -> None:
-    """Copy a test or val evaluation's headline precision/recall/F1 onto the run row.
+    """Copy a test or val evaluation's headline precision/recall/F1 onto the run row
+    (and, for test, the accuracy's interval from ``score_values``).
 
     The leaderboard ranks thousands of runs by the test ones, and sweeps select
     on the val ones; reading them from the run row keeps both a single scan.
@@ -94,6 +95,18 @@ def record_headline(session: Session, run_id: int, split: str, classes: Sequence
         text(statement),
         {"p": metrics["precision"], "r": metrics["recall"], "f": metrics["f1"], "id": run_id},
     )
+    if split == "test":  # the leaderboard's interval, from the scores written just before
+        session.execute(
+            text(
+                "UPDATE signdb.runs SET "
+                "test_accuracy_low = (SELECT ci_low FROM signdb.score_values "
+                "WHERE run_id = :id AND split = 'test' AND metric = 'accuracy'), "
+                "test_accuracy_high = (SELECT ci_high FROM signdb.score_values "
+                "WHERE run_id = :id AND split = 'test' AND metric = 'accuracy') "
+                "WHERE id = :id"
+            ),
+            {"id": run_id},
+        )
 
 
 def evaluation_rows(session: Session, run_id: int, split: str) -> list[dict[str, Any]]:
