@@ -159,6 +159,7 @@ def _model(engine: str, classes: list[int], device: str = "cpu") -> Any:
     if engine == "torch":
         model.set_device(device)
     model.initialize(PREP.shape, classes)
+    model.plan(10_000)  # the default cosine needs a horizon; these timings do not depend on it
     return model
 
 

@@ -82,7 +82,7 @@ class Optimizer:
         self.lr_decay = float(lr_decay)
         self.lr_decay_every = lr_decay_every
         self.total_steps = total_steps
-        self._planned = total_steps is None
+        self._open = total_steps is None  # plan() sets the horizon
 
     def plan(self, total_steps: int) -> None:
         """Anneal a ``"cosine"`` schedule left open (``total_steps=None``) over ``total_steps``.
@@ -92,7 +92,7 @@ class Optimizer:
         >>> round(opt.lr_at(5), 6), opt.lr_at(10)
         (0.5, 0.0)
         """
-        if self._planned:
+        if self._open:
             self.total_steps = max(1, int(total_steps))
 
     def lr_at(self, step: int) -> float:
