@@ -18,6 +18,7 @@ import pkgutil
 import platform
 import sys
 import time
+import traceback
 from pathlib import Path
 from typing import Any
 
@@ -109,9 +110,17 @@ def main(argv: list[str] | None = None) -> int:
     unknown = sorted(set(args.names) - set(names))
     if unknown:
         parser.error(f"unknown benchmark(s) {', '.join(unknown)}; known: {', '.join(names)}")
+    failed = []
     for name in args.names or names:
-        run_one(name)
-    return 0
+        try:
+            run_one(name)
+        except Exception:  # one broken benchmark must not throw away the others' figures
+            traceback.print_exc()
+            print(f"== {name}: FAILED (traceback above) ==", flush=True)
+            failed.append(name)
+    if failed:
+        print(f"failed: {', '.join(failed)}", file=sys.stderr)
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

@@ -46,7 +46,8 @@ def _load(engine: Engine, prep: Preprocessing) -> tuple[int, int]:
 
 
 def _write_only(engine: Engine, prep: Preprocessing, samples: list) -> None:
-    result = load_samples(engine, samples, DATASET, prep)
+    keys = {s.class_key for s in samples}
+    result = load_samples(engine, samples, DATASET, prep, class_keys=keys)
     assert result.added == len(samples), result.added
 
 
