@@ -169,7 +169,11 @@ SPLIT_CHECKS = {
     # table: (constraint, old values, new values)
     "run_images": ("ck_run_images_split", "'train', 'test'", "'train', 'val', 'test'"),
     "predictions": ("ck_predictions_split", "'train', 'test'", "'train', 'val', 'test'"),
-    "evaluations": ("ck_evaluations_split", "'train', 'test', 'all'", "'train', 'val', 'test', 'all'"),
+    "evaluations": (
+        "ck_evaluations_split",
+        "'train', 'test', 'all'",
+        "'train', 'val', 'test', 'all'",
+    ),
 }
 
 
@@ -205,7 +209,9 @@ def upgrade() -> None:
         schema="signdb",
     )
     op.add_column(
-        "runs", sa.Column("split", sa.Text(), server_default="hash", nullable=False), schema="signdb"
+        "runs",
+        sa.Column("split", sa.Text(), server_default="hash", nullable=False),
+        schema="signdb",
     )
     op.add_column("runs", sa.Column("val_size", sa.Integer(), nullable=True), schema="signdb")
     op.add_column("runs", sa.Column("val_accuracy", sa.Double(), nullable=True), schema="signdb")
@@ -235,9 +241,7 @@ def downgrade() -> None:
     op.execute(RUN_SUMMARY_0003)
     op.execute(LEADERBOARD)
     op.execute(CONFUSION_0001)
-    op.execute(
-        "DROP FUNCTION signdb.split_of(text, integer, double precision, double precision)"
-    )
+    op.execute("DROP FUNCTION signdb.split_of(text, integer, double precision, double precision)")
     op.execute("DROP FUNCTION signdb.split_fraction(text, integer)")
     # A val split was carved out of train: fold it back; val results have no place.
     op.execute("DELETE FROM signdb.evaluations WHERE split = 'val'")
