@@ -38,9 +38,15 @@ from signdb.ml.metrics import headline
 from signdb.results import Result
 from signdb.store.sweeps import StoredSweep
 from signdb.sweeps.space import Space
-from signdb.tracking import ImagePool, Run, TrialLink, start_run
+from signdb.tracking import ImagePool, Run, TrialLink
 from signdb.tracking.predictions import BOOTSTRAP
-from signdb.training import TrainerSettings, TrainSpec, prepare_model, train_loop
+from signdb.training import (
+    TrainerSettings,
+    TrainSpec,
+    prepare_model,
+    start_spec_run,
+    train_loop,
+)
 
 #: Trial states as ``sweep work`` reports them.
 COMPLETE, PRUNED, FAILED, LOST, INTERRUPTED = "complete", "pruned", "failed", "lost", "interrupted"
@@ -281,24 +287,15 @@ def _start_repeat(
         val_fraction=sweep.val_fraction,
         split=sweep.split,
         engine=sweep.engine,
+        name=f"{sweep.name} trial {trial.number} repeat {repeat}",
         trainer=TrainerSettings(cache="on"),
     )
     model = prepare_model(worker.engine, spec)
-    run = start_run(
+    run = start_spec_run(
         worker.engine,
-        dataset=spec.dataset,
-        model=spec.model,
-        classes=spec.classes,
-        params=model.get_params(),
-        seed=spec.seed,
-        test_fraction=spec.test_fraction,
-        val_fraction=spec.val_fraction,
-        split=spec.split,
-        name=f"{sweep.name} trial {trial.number} repeat {repeat}",
-        engine_name=spec.engine,
-        trainer=spec.trainer.as_dict(),
-        cache="on",
-        signals="flag",
+        spec,
+        model,
+        resume_hint=None,  # a trial's run is never resumed by hand: the sweep retries it
         pool=worker.pool,
         trial=TrialLink(sweep.name, trial.number, repeat),
     )

@@ -1,7 +1,14 @@
 """Training: the built-in models on the tracking path, and their stored results."""
 
 from signdb.training.loop import CHECKPOINT_SECONDS, EpochHook, LoopOutcome, accuracy, train_loop
-from signdb.training.service import TrainResult, load_model, prepare_model, resume, train
+from signdb.training.service import (
+    TrainResult,
+    load_model,
+    prepare_model,
+    resume,
+    start_spec_run,
+    train,
+)
 from signdb.training.spec import TrainerSettings, TrainSpec
 
 __all__ = [
@@ -15,6 +22,7 @@ __all__ = [
     "load_model",
     "prepare_model",
     "resume",
+    "start_spec_run",
     "train",
     "train_loop",
 ]

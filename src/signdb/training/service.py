@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import Engine
 
@@ -53,10 +54,13 @@ def prepare_model(engine: Engine, spec: TrainSpec) -> Classifier:
     return model
 
 
-def train(engine: Engine, spec: TrainSpec, progress: Progress | None = None) -> TrainResult:
-    """Validate, create the run, train it, and record the outcome."""
-    model = prepare_model(engine, spec)
-    run = start_run(
+def start_spec_run(engine: Engine, spec: TrainSpec, model: Classifier, **extra: Any) -> Run:
+    """The run ``spec`` describes, for ``model`` from :func:`prepare_model`, started.
+
+    ``extra`` goes to :func:`~signdb.tracking.start_run` as it is (a sweep's
+    ``pool``, ``trial`` and ``resume_hint``).
+    """
+    return start_run(
         engine,
         dataset=spec.dataset,
         model=spec.model,
@@ -71,8 +75,14 @@ def train(engine: Engine, spec: TrainSpec, progress: Progress | None = None) -> 
         trainer=spec.trainer.as_dict(),
         cache=spec.trainer.cache,
         signals="flag",
-        resume_hint=RESUME_HINT,
+        **{"resume_hint": RESUME_HINT, **extra},
     )
+
+
+def train(engine: Engine, spec: TrainSpec, progress: Progress | None = None) -> TrainResult:
+    """Validate, create the run, train it, and record the outcome."""
+    model = prepare_model(engine, spec)
+    run = start_spec_run(engine, spec, model)
     return _train(run, model, spec.trainer, 0, progress)
 
 
