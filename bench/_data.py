@@ -1,6 +1,8 @@
-"""Data the benchmarks share: a dataset grown tenfold from shifted copies of the shared images."""
+"""What the benchmarks share: a dataset grown tenfold from shifted copies, and the result row."""
 
 from __future__ import annotations
+
+from typing import Any
 
 import numpy as np
 from sqlalchemy import Engine, text
@@ -37,3 +39,15 @@ def enlarge(engine: Engine, source_name: str, big_name: str, prep: Preprocessing
             image_store.insert_samples(session, big, samples, labels)
     with transaction(engine) as session:
         return ds_store.count_images(session, big.id)
+
+
+def row(benchmark: str, metric: str, value: Any, unit: str, goal: str = "", ok: Any = None):
+    """One row of a metric/value/unit/goal result table."""
+    return {
+        "benchmark": benchmark,
+        "metric": metric,
+        "value": value,
+        "unit": unit,
+        "goal": goal,
+        "ok": ok,
+    }

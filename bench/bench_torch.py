@@ -49,7 +49,7 @@ from threadpoolctl import threadpool_info
 from torch.utils.data import DataLoader
 
 import signdb
-from bench._data import enlarge
+from bench._data import enlarge, row
 from bench._progress import note
 from bench._scratch import scratch_engine
 from signdb.config import dataset_dir
@@ -75,17 +75,6 @@ PREP = Preprocessing()  # the defaults: 64x64 gray
 SIMD_LANES = (("avx512f", 16), ("avx2", 8), ("sse2", 4))
 
 Batches = list[tuple[torch.Tensor, torch.Tensor]]
-
-
-def _row(benchmark: str, metric: str, value: Any, unit: str, goal: str = "", ok: Any = None):
-    return {
-        "benchmark": benchmark,
-        "metric": metric,
-        "value": value,
-        "unit": unit,
-        "goal": goal,
-        "ok": ok,
-    }
 
 
 # -- arithmetic ------------------------------------------------------------------------
@@ -221,16 +210,16 @@ def _training_rates(run: Run, batches: Batches, device: str) -> dict[str, float]
 
 def _training_rows(rates: dict[str, float], device: str, flops: float) -> list[dict]:
     bench = f"default cnn, 1 epoch, batch {BATCH}, {device}"
-    rows = [_row(bench, VARIANTS[key], rate, "samples/s") for key, rate in rates.items()]
+    rows = [row(bench, VARIANTS[key], rate, "samples/s") for key, rate in rates.items()]
     if "numpy" in rates:
         speedup = rates["torch"] / rates["numpy"]
         ok = speedup >= GOAL_SPEEDUP
-        rows.append(_row(bench, "torch / numpy", speedup, "x", f">= {GOAL_SPEEDUP}", ok))
+        rows.append(row(bench, "torch / numpy", speedup, "x", f">= {GOAL_SPEEDUP}", ok))
     ratio = rates["stream"] / rates["torch"]
     ok = ratio >= GOAL_DATA_RATIO
-    rows.append(_row(bench, "RunDataset / in-memory", ratio, "x", f">= {GOAL_DATA_RATIO}", ok))
+    rows.append(row(bench, "RunDataset / in-memory", ratio, "x", f">= {GOAL_DATA_RATIO}", ok))
     for key, rate in rates.items():
-        rows.append(_row("achieved", f"{device}: {VARIANTS[key]}", rate * flops / 1e9, "GFLOP/s"))
+        rows.append(row("achieved", f"{device}: {VARIANTS[key]}", rate * flops / 1e9, "GFLOP/s"))
     return rows
 
 
@@ -249,17 +238,17 @@ def _data_only_rows(run: Run, batches: Batches, torch_rate: float) -> list[dict]
     share = alone / (images / torch_rate)
     bench = f"RunDataset epoch alone, {WORKERS} workers, no training"
     return [
-        _row(bench, "wall time (workers forked, query, transfer, decode)", alone, "s"),
-        _row(bench, "/ in-memory TorchConvNet epoch: the data path's own cost", share, "x"),
+        row(bench, "wall time (workers forked, query, transfer, decode)", alone, "s"),
+        row(bench, "/ in-memory TorchConvNet epoch: the data path's own cost", share, "x"),
     ]
 
 
 def _flop_rows(per_sample: float, macs: int) -> list[dict]:
     peak, how = machine_peak()
     return [
-        _row("achieved", "default cnn forward multiply-adds per image", macs, "MAC"),
-        _row("achieved", "training FLOPs per image (3 x 2 x MACs)", per_sample, "FLOP"),
-        _row("achieved", f"machine peak fp32: {how}", peak, "GFLOP/s"),
+        row("achieved", "default cnn forward multiply-adds per image", macs, "MAC"),
+        row("achieved", "training FLOPs per image (3 x 2 x MACs)", per_sample, "FLOP"),
+        row("achieved", f"machine peak fp32: {how}", peak, "GFLOP/s"),
     ]
 
 
@@ -321,31 +310,31 @@ def _memory_rows(engine: Engine) -> list[dict]:
         growth = large[key] / small[key]
         ok = growth <= GOAL_MEMORY_GROWTH
         rows += [
-            _row(name, f"{who}, 1x dataset ({small['images']:,} train images)", small[key], "MiB"),
-            _row(name, f"{who}, 10x dataset ({large['images']:,} train images)", large[key], "MiB"),
-            _row(name, f"{who}, 10x / 1x", growth, "x", f"<= {GOAL_MEMORY_GROWTH}", ok),
+            row(name, f"{who}, 1x dataset ({small['images']:,} train images)", small[key], "MiB"),
+            row(name, f"{who}, 10x dataset ({large['images']:,} train images)", large[key], "MiB"),
+            row(name, f"{who}, 10x / 1x", growth, "x", f"<= {GOAL_MEMORY_GROWTH}", ok),
         ]
     for result, size in ((small, "1x"), (large, "10x")):
         growth = result["growth_mb"]
-        rows.append(_row(name, f"main process RSS growth during the {size} epoch", growth, "MiB"))
-    rows.append(_row(name, f"10x dataset: {images:,} images loaded", images, "images"))
+        rows.append(row(name, f"main process RSS growth during the {size} epoch", growth, "MiB"))
+    rows.append(row(name, f"10x dataset: {images:,} images loaded", images, "images"))
     return rows
 
 
 # -- entry point -----------------------------------------------------------------------
 def _gpu_rows(run: Run, batches: Batches, flops: float) -> list[dict]:
     if not torch.cuda.is_available():
-        return [_row("GPU", "no GPU here: torch.cuda.is_available() is False", None, "")]
+        return [row("GPU", "no GPU here: torch.cuda.is_available() is False", None, "")]
     note(f"CUDA: {torch.cuda.get_device_name()}")
     return _training_rows(_training_rates(run, batches, "cuda"), "cuda", flops)
 
 
 def run() -> list[dict[str, Any]]:
     load = os.getloadavg()[0]
-    rows = [_row("machine", f"load average at start, {os.cpu_count()} CPUs", load, "")]
+    rows = [row("machine", f"load average at start, {os.cpu_count()} CPUs", load, "")]
     blas = [p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"]
-    rows.append(_row("machine", "threads: torch (OpenMP)", torch.get_num_threads(), ""))
-    rows.append(_row("machine", "threads: numpy (BLAS)", max(blas, default=None), ""))
+    rows.append(row("machine", "threads: torch (OpenMP)", torch.get_num_threads(), ""))
+    rows.append(row("machine", "threads: numpy (BLAS)", max(blas, default=None), ""))
     macs = cnn_macs(PREP.shape, 10)
     flops = 3 * 2 * macs
     with scratch_engine(DB) as engine:
@@ -362,5 +351,5 @@ def run() -> list[dict[str, Any]]:
         rows += _flop_rows(flops, macs)
         note("peak memory at 1x and 10x the data (child processes)")
         rows += _memory_rows(engine)
-    rows.append(_row("machine", "load average at end", os.getloadavg()[0], ""))
+    rows.append(row("machine", "load average at end", os.getloadavg()[0], ""))
     return rows

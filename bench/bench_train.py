@@ -39,7 +39,7 @@ import numpy as np
 from sqlalchemy import Engine, text
 from threadpoolctl import threadpool_limits
 
-from bench._data import enlarge
+from bench._data import enlarge, row
 from bench._progress import note
 from bench._scratch import scratch_engine
 from signdb.config import dataset_dir
@@ -87,17 +87,6 @@ def _mlp_fields(dataset: str, cache: str) -> dict[str, Any]:
 def _mlp_config(dataset: str, cache: str) -> TrainSpec:
     fields = _mlp_fields(dataset, cache)
     return TrainSpec(**{**fields, "trainer": TrainerSettings(**fields["trainer"])})
-
-
-def _row(benchmark: str, metric: str, value: Any, unit: str, goal: str = "", ok: Any = None):
-    return {
-        "benchmark": benchmark,
-        "metric": metric,
-        "value": value,
-        "unit": unit,
-        "goal": goal,
-        "ok": ok,
-    }
 
 
 def _timed(fn: Callable[[], Any]) -> tuple[float, Any]:
@@ -195,19 +184,19 @@ def _throughput_rows(name: str, work: Workload, warm_cache: bool) -> list[dict]:
             samples[variant], largest[variant] = s, big
     rate = {v: samples[v] / statistics.median(ts) for v, ts in times.items()}
     expected = work.n * work.epochs
-    rows = [_row(name, "in-memory numpy", rate["memory"], "samples/s")]
+    rows = [row(name, "in-memory numpy", rate["memory"], "samples/s")]
     for cache in ("off", "on"):
         label = f"cache {cache}" + (" (warm)" if cache == "on" and warm_cache else "")
         ratio = rate[cache] / rate["memory"]
-        rows.append(_row(name, f"PostgreSQL, {label}", rate[cache], "samples/s"))
+        rows.append(row(name, f"PostgreSQL, {label}", rate[cache], "samples/s"))
         goal, ok = (
             (f">= {GOAL_RATIO}x in-memory", ratio >= GOAL_RATIO) if cache == "on" else ("", None)
         )
-        rows.append(_row(name, f"{label} / in-memory", ratio, "x", goal, ok))
+        rows.append(row(name, f"{label} / in-memory", ratio, "x", goal, ok))
     if work.batch_size is not None:
         # The streamed epoch must be the same mini-batches, not one big batch.
         rows.append(
-            _row(
+            row(
                 name,
                 "largest streamed batch, cache off",
                 largest["off"],
@@ -219,7 +208,7 @@ def _throughput_rows(name: str, work: Workload, warm_cache: bool) -> list[dict]:
     bad = {v: s for v, s in samples.items() if s != expected}
     if bad:
         rows.append(
-            _row(name, "samples per run differ from the split", str(bad), "", str(expected), False)
+            row(name, "samples per run differ from the split", str(bad), "", str(expected), False)
         )
     return rows
 
@@ -241,19 +230,19 @@ def _api_stream_rows(engine: Engine, work: Workload) -> list[dict]:
     ratio = statistics.median(times["api"]) / statistics.median(times["trainer"])
     n = work.n
     return [
-        _row(
+        row(
             "API streaming",
             "RunData.batches, one epoch",
             n / statistics.median(times["trainer"]),
             "samples/s",
         ),
-        _row(
+        row(
             "API streaming",
             "run.batches, one epoch",
             n / statistics.median(times["api"]),
             "samples/s",
         ),
-        _row("API streaming", "run.batches time / trainer's", ratio, "x", "<= 1.05", ratio <= 1.05),
+        row("API streaming", "run.batches time / trainer's", ratio, "x", "<= 1.05", ratio <= 1.05),
     ]
 
 
@@ -270,7 +259,7 @@ def _train_wall_rows(engine: Engine) -> tuple[list[dict], dict[str, float]]:
         for name, job in jobs.items():
             walls.setdefault(name, []).append(_timed(job)[0])
     medians = {k: statistics.median(v) for k, v in walls.items()}
-    rows = [_row("end to end", k, v, "s") for k, v in medians.items()]
+    rows = [row("end to end", k, v, "s") for k, v in medians.items()]
     return rows, medians
 
 
@@ -296,8 +285,8 @@ def _checkpoint_rows(engine: Engine, work: Workload, epoch_seconds: float) -> li
     scheduled = min(DEFAULT_CHECKPOINTS - 1, int(default_run // CHECKPOINT_SECONDS))
     share = scheduled * ckpt / default_run
     return [
-        _row("checkpoint", f"MLP checkpoint write ({floats:,} floats)", ckpt, "s"),
-        _row(
+        row("checkpoint", f"MLP checkpoint write ({floats:,} floats)", ckpt, "s"),
+        row(
             "checkpoint",
             f"{scheduled} intermediate checkpoints / default 30-epoch MLP training",
             share,
@@ -307,7 +296,7 @@ def _checkpoint_rows(engine: Engine, work: Workload, epoch_seconds: float) -> li
         ),
         # Whatever the run, the default schedule writes at most one checkpoint per
         # CHECKPOINT_SECONDS, so this bounds the share of time spent on them.
-        _row(
+        row(
             "checkpoint",
             f"bound for any run: write time / {CHECKPOINT_SECONDS:.0f} s floor",
             ckpt / CHECKPOINT_SECONDS,
@@ -357,7 +346,7 @@ def _overhead_rows(engine: Engine) -> list[dict]:
     share = statistics.median(shares)
     ab = statistics.median(with_log) / statistics.median(without_log) - 1
     return [
-        _row(
+        row(
             "logging overhead",
             "seed train(): time in MetricLogger / rest",
             share,
@@ -365,7 +354,7 @@ def _overhead_rows(engine: Engine) -> list[dict]:
             f"< {GOAL_OVERHEAD}",
             share < GOAL_OVERHEAD,
         ),
-        _row("logging overhead", "seed train() with logging / log as no-op - 1", ab, "fraction"),
+        row("logging overhead", "seed train() with logging / log as no-op - 1", ab, "fraction"),
     ]
 
 
@@ -415,12 +404,12 @@ def _memory_rows(engine: Engine) -> list[dict]:
     growth = large["peak_mb"] / small["peak_mb"]
     name = "peak RSS, MLP epoch, cache off"
     return [
-        _row(name, "1x dataset", small["peak_mb"], "MiB"),
-        _row(name, f"10x dataset ({images:,} images)", large["peak_mb"], "MiB"),
-        _row(
+        row(name, "1x dataset", small["peak_mb"], "MiB"),
+        row(name, f"10x dataset ({images:,} images)", large["peak_mb"], "MiB"),
+        row(
             name, "10x / 1x", growth, "x", f"<= {GOAL_MEMORY_GROWTH}", growth <= GOAL_MEMORY_GROWTH
         ),
-        _row(name, "10x epoch wall time", large["seconds"], "s"),
+        row(name, "10x epoch wall time", large["seconds"], "s"),
     ]
 
 
@@ -441,7 +430,7 @@ def run() -> list[dict[str, Any]]:
         rows += _throughput_rows("MLP 10 classes, 1 epoch", mlp, warm_cache=True)
         cold = RunData(engine, mlp_run, PREP.shape, mlp.classes, SEED, "on")
         load_s, _ = _timed(lambda: list(cold.batches("train", BATCH, epoch=0)))
-        rows.append(_row("MLP 10 classes, 1 epoch", "cold cache load + epoch batches", load_s, "s"))
+        rows.append(row("MLP 10 classes, 1 epoch", "cold cache load + epoch batches", load_s, "s"))
         rows += wall_rows
         note("run.batches against the trainer's streaming")
         rows += _api_stream_rows(engine, mlp)
