@@ -336,9 +336,7 @@ def test_the_scores_revision_round_trips_on_a_database_holding_scores(engine, pg
         "INSERT INTO signdb.score_values VALUES (%s, 'test', 'accuracy', 0.9, 0.8, 1.0)", [run]
     )
     pg.execute(
-        "INSERT INTO signdb.curve_points (run_id, split, label, point, threshold, tp, fp, tn, fn) "
-        "VALUES (%s, 'test', 1, 0, 'Infinity', 0, 0, 0, 1)",
-        [run],
+        "INSERT INTO signdb.curves VALUES (%s, 'test', 1, 1, 0, '{Infinity}', '{0}', '{0}')", [run]
     )
     pg.execute("INSERT INTO signdb.calibration_bins VALUES (%s, 'test', 13, 1, 0.9, 1.0)", [run])
     interval = (
@@ -368,3 +366,28 @@ def test_the_scores_revision_round_trips_on_a_database_holding_scores(engine, pg
         "SELECT probabilities, test_accuracy_low FROM signdb.predictions p "
         "JOIN signdb.run_summary s ON s.run_id = p.run_id"
     ).fetchall() == [(None, None)]
+
+
+def test_the_curves_revision_carries_every_point_both_ways(engine, pg):
+    run = _insert_sample_rows(pg)
+    pg.execute(
+        "INSERT INTO signdb.curves VALUES "
+        "(%s, 'test', 0, 2, 3, '{Infinity,0.9,0.4,0.1}', '{0,1,1,2}', '{0,0,2,3}'), "
+        "(%s, 'val', 1, 1, 0, '{Infinity,0.7}', '{0,1}', '{0,0}')",
+        [run, run],
+    )
+    view = (
+        "SELECT split, label, point, threshold, tp, fp, tn, fn, fpr, tpr, recall, precision "
+        "FROM signdb.class_curves WHERE run_id = %s ORDER BY split, label, point"
+    )
+    at_head = pg.execute(view, [run]).fetchall()
+    assert [r[2] for r in at_head] == [0, 1, 2, 3, 0, 1]
+    assert at_head[2] == ("test", 0, 2, 0.4, 1, 2, 1, 1, 2 / 3, 0.5, 0.5, 1 / 3)
+    assert at_head[4][8] is None  # no negatives: no false-positive rate
+    assert migrate.downgrade(engine, "0010") == "0010"
+    assert pg.execute("SELECT count(*) FROM signdb.curve_points").fetchone() == (6,)
+    assert pg.execute(view, [run]).fetchall() == at_head
+    assert migrate.upgrade(engine) == migrate.head_revision(engine)
+    assert pg.execute(view, [run]).fetchall() == at_head
+    assert pg.execute("SELECT to_regclass('signdb.curve_points')").fetchone() == (None,)
+    assert migrate.check(engine).ok

@@ -158,7 +158,7 @@ def test_curves_integrate_to_the_stored_areas_in_sql(fixed, pg):
         assert ap == pytest.approx(stored_ap, abs=1e-12)
     # The first point of every curve is nothing predicted positive.
     starts = pg.execute(
-        "SELECT threshold, tp, fp FROM signdb.curve_points WHERE run_id = %s AND point = 0",
+        "SELECT threshold, tp, fp FROM signdb.class_curves WHERE run_id = %s AND point = 0",
         [run.id],
     ).fetchall()
     assert starts == [(float("inf"), 0, 0)] * 3

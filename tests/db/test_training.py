@@ -232,6 +232,25 @@ def test_stored_weights_rebuild_an_identical_predictor(trained_url, conn):
     assert training.accuracy(model, data, "test") == stored
 
 
+def test_the_loop_hands_back_its_final_held_out_probabilities(trained_url):
+    # A sweep logs these as the run's predictions instead of predicting again.
+    engine = get_engine(trained_url)
+    spec = train_spec(
+        dataset="mini", model="mlp", classes=[0, 1, 2], val_fraction=0.2,
+        hyperparams={"iterations": 2, "hidden": (8,), "batch_size": 16},
+    )  # fmt: skip
+    model = training.prepare_model(engine, spec)
+    with training.start_spec_run(engine, spec, model) as run:
+        loop = training.train_loop(run, model, spec.trainer)
+        arrays = {split: run.data.split(split) for split in ("val", "test")}
+    assert sorted(loop.probabilities) == ["test", "val"]
+    for split, a in arrays.items():
+        proba = loop.probabilities[split]
+        np.testing.assert_array_equal(proba, model.predict_proba_pixels(a.pixels))
+        correct = np.mean(np.asarray(run.classes)[proba.argmax(axis=1)] == a.labels)
+        assert getattr(loop, f"{split}_accuracy") == pytest.approx(correct, abs=1e-12)
+
+
 def test_cnn_runs_take_the_same_path_end_to_end(trained_url, conn, mini_dataset_dir):
     from signdb import evaluation as evaluate
 

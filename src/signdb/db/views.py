@@ -98,11 +98,17 @@ VIEWS: dict[str, str] = {
     JOIN signdb.runs r ON r.id = v.run_id
     LEFT JOIN signdb.classes c ON c.dataset_id = r.dataset_id AND c.label = v.label""",
     "class_curves": """
-    SELECT p.run_id, p.split, p.label, c.name AS class_name, p.point, p.threshold,
-           p.tp, p.fp, p.tn, p.fn, p.fpr, p.tpr, p.tpr AS recall, p.precision
-    FROM signdb.curve_points p
-    JOIN signdb.runs r ON r.id = p.run_id
-    LEFT JOIN signdb.classes c ON c.dataset_id = r.dataset_id AND c.label = p.label""",
+    SELECT v.run_id, v.split, v.label, c.name AS class_name, (p.point - 1)::integer AS point,
+           p.threshold, p.tp, p.fp, v.negatives - p.fp AS tn, v.positives - p.tp AS fn,
+           p.fp::double precision / NULLIF(v.negatives, 0) AS fpr,
+           p.tp::double precision / NULLIF(v.positives, 0) AS tpr,
+           p.tp::double precision / NULLIF(v.positives, 0) AS recall,
+           p.tp::double precision / NULLIF(p.tp + p.fp, 0) AS precision
+    FROM signdb.curves v
+    CROSS JOIN LATERAL unnest(v.thresholds, v.tp, v.fp)
+        WITH ORDINALITY AS p(threshold, tp, fp, point)
+    JOIN signdb.runs r ON r.id = v.run_id
+    LEFT JOIN signdb.classes c ON c.dataset_id = r.dataset_id AND c.label = v.label""",
     "calibration": """
     SELECT b.run_id, b.split, b.bin, b.bin / 15.0::double precision AS confidence_low,
            (b.bin + 1) / 15.0::double precision AS confidence_high, b.images,

@@ -171,9 +171,13 @@ def _image_scores(per_image: dict, idx: np.ndarray, wanted: Iterable[str]) -> di
     for name in set(wanted) & {"log_loss", "brier"}:
         out[name] = per_image[name][idx].mean(axis=1)
     if "ece" in wanted:
-        _, conf, correct = _bin_sums(per_image, idx, ECE_BINS)
-        # sum_b (n_b / n) |acc_b - conf_b| = sum_b |correct_b - confidence_b| / n
-        out["ece"] = np.abs(correct - conf).sum(axis=1) / idx.shape[1]
+        # sum_b (n_b / n) |acc_b - conf_b| = sum_b |correct_b - confidence_b| / n, and each
+        # bin's correct_b - confidence_b is one weighted count: one bincount, not two.
+        r = idx.shape[0]
+        flat = (per_image["bin"][idx] + ECE_BINS * np.arange(r)[:, None]).ravel()
+        gap = (per_image["correct"] - per_image["confidence"])[idx].ravel()
+        per_bin = np.bincount(flat, gap, minlength=r * ECE_BINS).reshape(r, ECE_BINS)
+        out["ece"] = np.abs(per_bin).sum(axis=1) / idx.shape[1]
     return out
 
 

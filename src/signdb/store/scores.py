@@ -1,4 +1,4 @@
-"""Rows of ``score_values``, ``class_score_values``, ``curve_points`` and ``calibration_bins``:
+"""Rows of ``score_values``, ``class_score_values``, ``curves`` and ``calibration_bins``:
 what an evaluated split adds to its predictions. Written with binary COPY; no commits here.
 """
 
@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from signdb.store.copy import copy_rows, raw_connection
 
-TABLES = ("score_values", "class_score_values", "curve_points", "calibration_bins")  # _DELETES too
+TABLES = ("score_values", "class_score_values", "curves", "calibration_bins")  # _DELETES too
 
 _COPIES = {
     "score_values": (
@@ -25,10 +25,10 @@ _COPIES = {
         "FROM STDIN (FORMAT BINARY)",
         ["int8", "text", "int4", "text", "float8"],
     ),
-    "curve_points": (
-        "COPY signdb.curve_points (run_id, split, label, point, threshold, tp, fp, tn, fn) "
+    "curves": (
+        "COPY signdb.curves (run_id, split, label, positives, negatives, thresholds, tp, fp) "
         "FROM STDIN (FORMAT BINARY)",
-        ["int8", "text", "int4", "int4", "float8", "int4", "int4", "int4", "int4"],
+        ["int8", "text", "int4", "int4", "int4", "float8[]", "int4[]", "int4[]"],
     ),
     "calibration_bins": (
         "COPY signdb.calibration_bins (run_id, split, bin, images, mean_confidence, accuracy) "
@@ -42,7 +42,7 @@ _DELETES = {
     "class_score_values": text(
         "DELETE FROM signdb.class_score_values WHERE run_id = :r AND split = :s"
     ),
-    "curve_points": text("DELETE FROM signdb.curve_points WHERE run_id = :r AND split = :s"),
+    "curves": text("DELETE FROM signdb.curves WHERE run_id = :r AND split = :s"),
     "calibration_bins": text(
         "DELETE FROM signdb.calibration_bins WHERE run_id = :r AND split = :s"
     ),

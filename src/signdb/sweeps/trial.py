@@ -256,7 +256,7 @@ def _repeat(
             scores = {}
             for split in ("val", "test"):
                 arrays = run.data.split(split)
-                proba = model.predict_proba_pixels(arrays.pixels)
+                proba = loop.probabilities[split]  # the loop's final pass, in id order
                 # Intervals on test only: val picks the configuration, sweep_summary its spread.
                 bootstrap = 0 if split == "val" else BOOTSTRAP
                 run.log_predictions(split, arrays.ids, proba, bootstrap=bootstrap)

@@ -206,13 +206,14 @@ class RunData:
             self._full[split] = batch
         return batch
 
-    def chunks(self, split: str) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        """(X, y) chunks covering ``split`` once in id order, for scoring."""
+    def pixel_chunks(self, split: str) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """(uint8 pixels, y class indices) chunks covering ``split`` once in id order, for
+        scoring with :meth:`~signdb.ml.base.Classifier.predict_proba_pixels`."""
         if self.cached or split in self._cache:
             arrays = self.split(split)
             for start in range(0, len(arrays.labels), READ_CHUNK):
                 sl = slice(start, start + READ_CHUNK)
-                yield pixels_to_float(arrays.pixels[sl]), self.index(arrays.labels[sl])
+                yield arrays.pixels[sl], self.index(arrays.labels[sl])
             return
         for chunk in self.stream([split], READ_CHUNK):
-            yield pixels_to_float(chunk.pixels), self.index(chunk.labels)
+            yield chunk.pixels, self.index(chunk.labels)

@@ -12,6 +12,7 @@ re-evaluation is atomic.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -111,7 +112,7 @@ def score_rows(
         seed=BOOTSTRAP_SEED,
     )  # fmt: skip
     score_values = [(m, values[m], *(intervals.get(m) or (None, None))) for m in SCORE_NAMES]
-    class_values, points = [], []
+    class_values, curves = [], []
     for c in [1] if len(labels) == 2 else range(len(labels)):
         positive = y_true == c
         curve = class_curves(positive, proba[:, c], c)
@@ -121,17 +122,22 @@ def score_rows(
             (label, "average_precision", curve.average_precision),
             (label, "positives", float(curve.positives)),
         ]
-        n_pos, n_neg = curve.positives, curve.negatives
-        points.append((label, 0, float("inf"), 0, 0, n_neg, n_pos))
+        # Point 0 is threshold Infinity, nothing predicted positive.
         tps, fps, cuts = ranked_counts(positive, proba[:, c])
-        for i, (tp, fp, cut) in enumerate(
-            zip(tps.tolist(), fps.tolist(), cuts.tolist(), strict=True)
-        ):
-            points.append((label, i + 1, cut, int(tp), int(fp), n_neg - int(fp), n_pos - int(tp)))
+        curves.append(
+            (
+                label,
+                curve.positives,
+                curve.negatives,
+                [math.inf, *cuts.tolist()],
+                [0, *tps.astype(np.int64).tolist()],
+                [0, *fps.astype(np.int64).tolist()],
+            )
+        )
     return {
         "score_values": score_values,
         "class_score_values": class_values,
-        "curve_points": points,
+        "curves": curves,
         "calibration_bins": calibration_bins(y_true, y_pred, proba),
     }
 

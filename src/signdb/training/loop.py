@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -39,14 +39,33 @@ class LoopOutcome:
     val_accuracy: float | None
     test_accuracy: float | None
     stopped_early: bool = False  # an epoch hook ended training before the last epoch
+    #: The final model's probabilities of each held-out split (val when it has
+    #: images, test), in id order, as ``predictions`` stores them: log them
+    #: with ``run.log_predictions`` without predicting again.
+    probabilities: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+def predict_split(model: Classifier, data: RunData, split: str) -> tuple[np.ndarray, np.ndarray]:
+    """(probabilities (n, k) float64, true class indices (n,)) of ``split``, in id order.
+
+    Through :meth:`~signdb.ml.base.Classifier.predict_proba_pixels`, what
+    ``signdb evaluate`` stores, so an accuracy logged here is the one it reports.
+    """
+    probabilities, classes = [], []
+    for pixels, y in data.pixel_chunks(split):
+        probabilities.append(model.predict_proba_pixels(pixels))
+        classes.append(y)
+    if not classes:
+        return np.zeros((0, len(data.classes))), np.zeros(0, np.int64)
+    return np.concatenate(probabilities), np.concatenate(classes)
+
+
+def _share_correct(probabilities: np.ndarray, y: np.ndarray) -> float | None:
+    return int(np.count_nonzero(np.argmax(probabilities, axis=1) == y)) / len(y) if len(y) else None
 
 
 def accuracy(model: Classifier, data: RunData, split: str) -> float | None:
-    correct = total = 0
-    for X, y in data.chunks(split):
-        correct += int(np.count_nonzero(np.argmax(model.predict_proba(X), axis=1) == y))
-        total += len(y)
-    return correct / total if total else None
+    return _share_correct(*predict_split(model, data, split))
 
 
 def train_loop(
@@ -137,18 +156,33 @@ def _loop(
         if on_epoch is not None and on_epoch(epoch, model) and epoch + 1 < model.iterations:
             break
     train_acc = accuracy(model, data, "train")
-    final = held_out(model, data)
+    predicted = _held_out_predictions(model, data)
+    final = _accuracies(predicted)
     run.log(step, **final)
     run.checkpoint(step, model.state_dict(), final=True, total_steps=total)
     run.record_accuracy(train=train_acc, val=final.get("val_accuracy"), test=final["test_accuracy"])
     return LoopOutcome(
-        step, cost, train_acc, final.get("val_accuracy"), final["test_accuracy"], step < total
+        step,
+        cost,
+        train_acc,
+        final.get("val_accuracy"),
+        final["test_accuracy"],
+        step < total,
+        {split: probabilities for split, (probabilities, _) in predicted.items()},
     )
 
 
 def held_out(model: Classifier, data: RunData) -> dict[str, float]:
     """``test_accuracy`` and, when the run has a val split, ``val_accuracy``."""
-    out = {"test_accuracy": accuracy(model, data, "test")}
-    if data.sizes.get("val"):
-        out["val_accuracy"] = accuracy(model, data, "val")
-    return out
+    return _accuracies(_held_out_predictions(model, data))
+
+
+def _held_out_predictions(
+    model: Classifier, data: RunData
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    splits = ["test", "val"] if data.sizes.get("val") else ["test"]
+    return {split: predict_split(model, data, split) for split in splits}
+
+
+def _accuracies(predicted: dict[str, tuple[np.ndarray, np.ndarray]]) -> dict[str, float]:
+    return {f"{split}_accuracy": _share_correct(*pair) for split, pair in predicted.items()}
