@@ -9,8 +9,12 @@ machine's background load hits both alike, and each figure is the median of
 
 from __future__ import annotations
 
+import os
 import statistics
+import subprocess
+import sys
 import time
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, text
@@ -51,6 +55,18 @@ def _write_only(engine: Engine, prep: Preprocessing, samples: list) -> None:
     assert result.added == len(samples), result.added
 
 
+def _cli_load(engine: Engine) -> float:
+    """Seconds of ``signdb load`` in a fresh process: what a user waits for, start-up included."""
+    script = Path(sys.executable).with_name("signdb")  # the console script pip installed
+    env = {**os.environ, "SIGNDB_DATABASE_URL": engine.url.render_as_string(hide_password=False)}
+    start = time.perf_counter()
+    subprocess.run(
+        [str(script), "load", str(dataset_dir()), "--dataset", "cli", "--json"],
+        env=env, check=True, capture_output=True, timeout=600,
+    )  # fmt: skip
+    return time.perf_counter() - start
+
+
 def _timed(fn: Any, *args: Any) -> tuple[float, Any]:
     start = time.perf_counter()
     value = fn(*args)
@@ -59,7 +75,7 @@ def _timed(fn: Any, *args: Any) -> tuple[float, Any]:
 
 def run() -> list[dict[str, Any]]:
     prep = Preprocessing()  # the defaults: 64x64 gray, LANCZOS
-    decode_s, load_s, reload_s, write_s = [], [], [], []
+    decode_s, load_s, reload_s, write_s, cli_s = [], [], [], [], []
     with scratch_engine("signdb_bench") as engine:
         # Not measured: a warm-up (the first pool of a process also starts the
         # forkserver and its imports, which later runs reuse) that keeps the
@@ -78,6 +94,8 @@ def run() -> list[dict[str, Any]]:
             _empty(engine)
             t, _ = _timed(_write_only, engine, prep, samples)
             write_s.append(t)
+            _empty(engine)
+            cli_s.append(_cli_load(engine))
         with engine.connect() as conn:
             count = conn.scalar(text("SELECT count(*) FROM signdb.images"))
             total = conn.scalar(text("SELECT pg_total_relation_size('signdb.images')"))
@@ -106,6 +124,8 @@ def run() -> list[dict[str, Any]]:
          "detail": f"goal >= {GOAL_RATIO}: {'met' if ratio >= GOAL_RATIO else 'NOT met'}"},
         {"metric": "load / decode, best of 3", "value": round(min(decode_s) / min(load_s), 3),
          "unit": "ratio", "detail": "fastest runs: least disturbed by other processes"},
+        {"metric": "signdb load, end to end", "value": statistics.median(cli_s), "unit": "s",
+         "detail": f"the console script in a fresh process, start-up included; {runs(cli_s)}"},
         {"metric": "re-load (dedup path)", "value": statistics.median(reload_s), "unit": "s",
          "detail": f"adds 0 of {n}; {runs(reload_s)}"},
         {"metric": "stored bytes per image", "value": total / count, "unit": "bytes",

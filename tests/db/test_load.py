@@ -115,6 +115,25 @@ def test_every_batch_commits_and_a_rerun_adds_the_rest(engine, pg, shared_datase
     assert (result.added, result.skipped_duplicates, result.images) == (18, 32, 50)
 
 
+def test_a_batch_also_ends_at_its_byte_budget(engine, pg, shared_dataset, tmp_path, monkeypatch):
+    # Large images make smaller transactions: here 8 images' pixels fill a batch of 16.
+    from signdb.loading import service
+
+    monkeypatch.setattr(service, "BATCH_BYTES", 8 * PREP.size * PREP.size)
+    tree = copy_subset(shared_dataset, tmp_path / "tree", per_label=2)
+    seen = 0
+
+    def crash_after_12(_: int) -> None:
+        nonlocal seen
+        seen += 1
+        if seen > 12:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        load_dataset(engine, tree, "d", PREP, batch_size=16, progress=crash_after_12, workers=1)
+    assert dataset_rows(pg, "d") == (8, 1)  # by count alone, nothing would be committed yet
+
+
 def test_strict_rolls_back_every_batch(engine, pg, shared_dataset, tmp_path):
     tree = copy_subset(shared_dataset, tmp_path / "tree", per_label=2)
     (tree / "9" / "zz-empty.jpg").write_bytes(b"")  # sorted last: after 2 batches of 8

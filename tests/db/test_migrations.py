@@ -391,3 +391,37 @@ def test_the_curves_revision_carries_every_point_both_ways(engine, pg):
     assert pg.execute(view, [run]).fetchall() == at_head
     assert pg.execute("SELECT to_regclass('signdb.curve_points')").fetchone() == (None,)
     assert migrate.check(engine).ok
+
+
+def test_the_sha256_revision_accepts_and_refuses_what_the_regex_did(engine, pg):
+    _insert_sample_rows(pg)  # an image with sha256 'a' * 64
+    insert = (
+        "INSERT INTO signdb.images (dataset_id, label, pixels, height, width, channels, sha256, "
+        "source) SELECT dataset_id, 1, pixels, 2, 2, 1, %s, 'b.png' FROM signdb.images LIMIT 1"
+    )
+    refused = ["A" * 64, "a" * 63, "a" * 65, "g" + "a" * 63, "a" * 63 + "\n", ""]
+
+    def outcomes() -> list[bool]:
+        accepted = []
+        for sha in refused + ["0123456789abcdef" * 4]:
+            try:
+                with pg.transaction():
+                    pg.execute(insert, [sha])
+                    raise psycopg.Rollback  # keep the table as it was
+            except psycopg.errors.CheckViolation:
+                accepted.append(False)
+            else:
+                accepted.append(True)
+        return accepted
+
+    expected = [False] * len(refused) + [True]
+    assert outcomes() == expected
+    collation = "SELECT collation_name FROM information_schema.columns WHERE table_schema = " \
+        "'signdb' AND table_name = 'images' AND column_name = 'sha256'"  # fmt: skip
+    assert pg.execute(collation).fetchone() == ("C",)
+    assert migrate.downgrade(engine, "0011") == "0011"
+    assert outcomes() == expected
+    assert pg.execute(collation).fetchone() == (None,)
+    assert migrate.upgrade(engine) == migrate.head_revision(engine)
+    assert pg.execute("SELECT count(*) FROM signdb.images").fetchone() == (1,)
+    assert migrate.check(engine).ok

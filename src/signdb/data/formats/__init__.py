@@ -60,10 +60,10 @@ class Location:
     base: Path
     archive: Path | None = None
 
-    def show(self, path: Path) -> str:
+    def show(self, path: Path | str) -> str:
         if self.archive is None:
             return str(path)
-        rel = path.relative_to(self.base).as_posix()
+        rel = Path(path).relative_to(self.base).as_posix()
         return f"{self.archive}:{rel}" if rel != "." else str(self.archive)
 
 

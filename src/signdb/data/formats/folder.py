@@ -11,8 +11,9 @@ a file that is not an image becomes a :class:`Rejection` that says what to do.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
-from pathlib import Path
+from pathlib import Path, PurePath
 
 from signdb.data.decoding import IMAGE_EXTENSIONS, DecodeTask, Task, decode_stream
 from signdb.data.formats import Format, is_hidden, visible
@@ -69,7 +70,7 @@ class FolderTree(Format):
             folder.name
             for top, _ in self.parts
             for folder in visible(top)
-            if folder.is_dir() and any(_is_image(f) for f in _files_under(folder))
+            if folder.is_dir() and any(_is_image(path) for _, path in _files_under(folder))
         }
 
     def warnings(self) -> list[str]:
@@ -111,32 +112,41 @@ class FolderTree(Format):
                     show(entry) + "/", "class folder is empty; add its images or remove the folder"
                 )
                 continue
-            for f in members:
-                if not _is_image(f):
+            for _, path in members:
+                if not _is_image(path):
+                    suffix = PurePath(path).suffix
                     yield Rejection(
-                        show(f),
-                        f"not a JPEG or PNG (extension {f.suffix or 'missing'!r}); "
+                        show(path),
+                        f"not a JPEG or PNG (extension {suffix or 'missing'!r}); "
                         "only .jpg, .jpeg and .png files are loaded",
                     )
                 else:
-                    yield DecodeTask(show(f), entry.name, path=str(f), split=split)
+                    yield DecodeTask(show(path), entry.name, path=path, split=split)
 
 
-def _is_image(path: Path) -> bool:
-    return path.suffix.lower() in IMAGE_EXTENSIONS
+def _is_image(path: str) -> bool:
+    return path.lower().endswith(IMAGE_EXTENSIONS)
 
 
-def _files_under(folder: Path) -> list[Path]:
-    """Every non-hidden file below ``folder``, sorted by relative path."""
+def _files_under(folder: Path) -> list[tuple[str, str]]:
+    """(path relative to ``folder``, full path) of every non-hidden file below ``folder``,
+    sorted by the relative path.
+
+    The tree is walked three times a load (classes, count, tasks), in the
+    process that also writes to the database: ``os.scandir`` reads each entry's
+    type from the directory itself, where ``Path.is_dir`` costs a ``stat`` a file.
+    """
     out = []
-    stack = [folder]
+    stack = [(str(folder), "")]
     while stack:
-        d = stack.pop()
-        for e in d.iterdir():
-            if is_hidden(e.name):
-                continue
-            if e.is_dir():
-                stack.append(e)
-            else:
-                out.append(e)
-    return sorted(out, key=lambda p: p.relative_to(folder).as_posix())
+        directory, prefix = stack.pop()
+        with os.scandir(directory) as entries:
+            for e in entries:
+                if is_hidden(e.name):
+                    continue
+                if e.is_dir():
+                    stack.append((e.path, f"{prefix}{e.name}/"))
+                else:
+                    out.append((prefix + e.name, e.path))
+    out.sort()
+    return out
