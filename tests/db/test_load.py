@@ -97,18 +97,23 @@ def test_rgb_stores_three_channels(engine, pg, shared_dataset, tmp_path):
     assert shapes == [(16, 16, 3, 768)]
 
 
-def test_every_batch_commits_and_a_rerun_adds_the_rest(engine, pg, shared_dataset, tmp_path):
-    tree = copy_subset(shared_dataset, tmp_path / "tree", per_label=5)
+def _ctrl_c_after(inputs: int):
+    """A progress callback that interrupts the load, as Ctrl-C would, after ``inputs`` inputs."""
     seen = 0
 
-    def crash_after_40(_: int) -> None:
+    def progress(_: int) -> None:
         nonlocal seen
         seen += 1
-        if seen > 40:
-            raise KeyboardInterrupt  # as if the user pressed Ctrl-C mid-load
+        if seen > inputs:
+            raise KeyboardInterrupt
 
+    return progress
+
+
+def test_every_batch_commits_and_a_rerun_adds_the_rest(engine, pg, shared_dataset, tmp_path):
+    tree = copy_subset(shared_dataset, tmp_path / "tree", per_label=5)
     with pytest.raises(KeyboardInterrupt):
-        load_dataset(engine, tree, "d", PREP, batch_size=16, progress=crash_after_40, workers=1)
+        load_dataset(engine, tree, "d", PREP, batch_size=16, progress=_ctrl_c_after(40), workers=1)
     assert dataset_rows(pg, "d") == (32, 1)  # two whole batches, nothing partial
 
     result = load_dataset(engine, tree, "d", PREP, batch_size=16)
@@ -121,16 +126,8 @@ def test_a_batch_also_ends_at_its_byte_budget(engine, pg, shared_dataset, tmp_pa
 
     monkeypatch.setattr(service, "BATCH_BYTES", 8 * PREP.size * PREP.size)
     tree = copy_subset(shared_dataset, tmp_path / "tree", per_label=2)
-    seen = 0
-
-    def crash_after_12(_: int) -> None:
-        nonlocal seen
-        seen += 1
-        if seen > 12:
-            raise KeyboardInterrupt
-
     with pytest.raises(KeyboardInterrupt):
-        load_dataset(engine, tree, "d", PREP, batch_size=16, progress=crash_after_12, workers=1)
+        load_dataset(engine, tree, "d", PREP, batch_size=16, progress=_ctrl_c_after(12), workers=1)
     assert dataset_rows(pg, "d") == (8, 1)  # by count alone, nothing would be committed yet
 
 
