@@ -241,7 +241,7 @@ def test_the_loop_hands_back_its_final_held_out_probabilities(trained_url):
     )  # fmt: skip
     model = training.prepare_model(engine, spec)
     with training.start_spec_run(engine, spec, model) as run:
-        loop = training.train_loop(run, model, spec.trainer)
+        loop = training.train_loop(run, model, spec.trainer, keep_probabilities=True)
         arrays = {split: run.data.split(split) for split in ("val", "test")}
     assert sorted(loop.probabilities) == ["test", "val"]
     for split, a in arrays.items():
@@ -249,6 +249,8 @@ def test_the_loop_hands_back_its_final_held_out_probabilities(trained_url):
         np.testing.assert_array_equal(proba, model.predict_proba_pixels(a.pixels))
         correct = np.mean(np.asarray(run.classes)[proba.argmax(axis=1)] == a.labels)
         assert getattr(loop, f"{split}_accuracy") == pytest.approx(correct, abs=1e-12)
+    with training.start_spec_run(engine, spec, model) as run:  # not asked: nothing held
+        assert training.train_loop(run, model, spec.trainer).probabilities == {}
 
 
 def test_cnn_runs_take_the_same_path_end_to_end(trained_url, conn, mini_dataset_dir):

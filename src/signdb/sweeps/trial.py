@@ -246,7 +246,10 @@ def _repeat(
         with run:
             started = time.perf_counter()
             try:
-                loop = train_loop(run, model, spec.trainer, progress=progress, on_epoch=hook)
+                loop = train_loop(
+                    run, model, spec.trainer, progress=progress, on_epoch=hook,
+                    keep_probabilities=True,
+                )  # fmt: skip
             finally:
                 outcome.training_seconds += time.perf_counter() - started
             if run.stop_requested:

@@ -65,7 +65,12 @@ def _share_correct(probabilities: np.ndarray, y: np.ndarray) -> float | None:
 
 
 def accuracy(model: Classifier, data: RunData, split: str) -> float | None:
-    return _share_correct(*predict_split(model, data, split))
+    """The share of ``split`` that ``model`` gets right, one chunk in memory at a time."""
+    correct = total = 0
+    for pixels, y in data.pixel_chunks(split):
+        correct += int(np.count_nonzero(np.argmax(model.predict_proba_pixels(pixels), axis=1) == y))
+        total += len(y)
+    return correct / total if total else None
 
 
 def train_loop(
@@ -76,6 +81,7 @@ def train_loop(
     start_step: int = 0,
     progress: Progress | None = None,
     on_epoch: EpochHook | None = None,
+    keep_probabilities: bool = False,
 ) -> LoopOutcome:
     """Train ``model`` on ``run``'s train split from ``start_step`` to the end.
 
@@ -83,9 +89,12 @@ def train_loop(
     to stop, and :class:`TrainingError` naming the step for any other failure.
     ``on_epoch`` may end training after any epoch; the run then finishes
     normally at that step (final weights, held-out accuracy).
+    ``keep_probabilities`` hands back the final held-out pass's probabilities
+    (:attr:`LoopOutcome.probabilities`: n x k floats per held-out split, as
+    ``evaluate`` holds them), for logging them without predicting again.
     """
     try:
-        return _loop(run, model, settings, start_step, progress, on_epoch)
+        return _loop(run, model, settings, start_step, progress, on_epoch, keep_probabilities)
     except SignDBError:
         raise
     except Exception as e:  # a bug or a numeric failure outside a step: still name the run
@@ -99,6 +108,7 @@ def _loop(
     start_step: int,
     progress: Progress | None,
     on_epoch: EpochHook | None = None,
+    keep_probabilities: bool = False,
 ) -> LoopOutcome:
     # One function on purpose: the step counter, the mid-epoch skip and the checkpoint
     # clock are shared by every branch, and a resumed run must take exactly this path.
@@ -156,33 +166,24 @@ def _loop(
         if on_epoch is not None and on_epoch(epoch, model) and epoch + 1 < model.iterations:
             break
     train_acc = accuracy(model, data, "train")
-    predicted = _held_out_predictions(model, data)
-    final = _accuracies(predicted)
+    if keep_probabilities:
+        predicted = {split: predict_split(model, data, split) for split in _held_out_splits(data)}
+        final = {f"{split}_accuracy": _share_correct(*pair) for split, pair in predicted.items()}
+        kept = {split: probabilities for split, (probabilities, _) in predicted.items()}
+    else:
+        final, kept = held_out(model, data), {}
     run.log(step, **final)
     run.checkpoint(step, model.state_dict(), final=True, total_steps=total)
     run.record_accuracy(train=train_acc, val=final.get("val_accuracy"), test=final["test_accuracy"])
     return LoopOutcome(
-        step,
-        cost,
-        train_acc,
-        final.get("val_accuracy"),
-        final["test_accuracy"],
-        step < total,
-        {split: probabilities for split, (probabilities, _) in predicted.items()},
+        step, cost, train_acc, final.get("val_accuracy"), final["test_accuracy"], step < total, kept
     )
 
 
 def held_out(model: Classifier, data: RunData) -> dict[str, float]:
     """``test_accuracy`` and, when the run has a val split, ``val_accuracy``."""
-    return _accuracies(_held_out_predictions(model, data))
+    return {f"{split}_accuracy": accuracy(model, data, split) for split in _held_out_splits(data)}
 
 
-def _held_out_predictions(
-    model: Classifier, data: RunData
-) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    splits = ["test", "val"] if data.sizes.get("val") else ["test"]
-    return {split: predict_split(model, data, split) for split in splits}
-
-
-def _accuracies(predicted: dict[str, tuple[np.ndarray, np.ndarray]]) -> dict[str, float]:
-    return {f"{split}_accuracy": _share_correct(*pair) for split, pair in predicted.items()}
+def _held_out_splits(data: RunData) -> list[str]:
+    return ["test", "val"] if data.sizes.get("val") else ["test"]
