@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export SIGNDB_DATASET_DIR ?= $(abspath $(CURDIR)/../shared/datasets/sign-language-digits/Dataset)
 
-.PHONY: demo test test-pg15 bench lint format clean browser
+.PHONY: demo test test-pg15 bench lint format clean browser screenshots
 
 # The torch extra is part of the test install. torch==2.13.0 first: on this
 # project's machines that is the CPU build on local disk, where a bare range
@@ -43,16 +43,20 @@ PG15_URL ?= postgresql://postgres@127.0.0.1:5432/postgres
 test-pg15: $(STAMP)
 	SIGNDB_TEST_DATABASE_URL=$(PG15_URL) $(BIN)/python -m pytest -q tests/db tests/cli
 
+# The web UI's pictures in docs/images/, from a generated dataset of shapes.
+screenshots: $(STAMP) browser
+	$(BIN)/python docs/screenshots.py
+
 bench: $(BENCH_STAMP)
 	$(BIN)/python -m bench
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests migrations bench examples
-	$(BIN)/ruff format --check src tests migrations bench examples
+	$(BIN)/ruff check src tests migrations bench examples docs
+	$(BIN)/ruff format --check src tests migrations bench examples docs
 
 format: $(STAMP)
-	$(BIN)/ruff format src tests migrations bench examples
-	$(BIN)/ruff check --fix src tests migrations bench examples
+	$(BIN)/ruff format src tests migrations bench examples docs
+	$(BIN)/ruff check --fix src tests migrations bench examples docs
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info

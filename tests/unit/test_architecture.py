@@ -23,8 +23,11 @@ import signdb
 ROOT = Path(signdb.__file__).parent
 
 FOUNDATION = {"errors", "config", "results", "_version"}
-CAPABILITIES = ["loading", "tracking", "training", "evaluation", "sweeps", "reporting", "demo"]
-TOP = {"__init__", "__main__", "cli", "api", "torch"}
+CAPABILITIES = [
+    "loading", "tracking", "training", "evaluation", "sweeps", "reporting", "access", "explore",
+    "demo",
+]  # fmt: skip
+TOP = {"__init__", "__main__", "cli", "api", "torch", "server"}
 LEVEL = {
     **dict.fromkeys(FOUNDATION, 0),
     "db": 1,

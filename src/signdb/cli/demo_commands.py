@@ -74,6 +74,11 @@ def _summary(result) -> str:
     for question, sql in result.queries:
         lines += [f"  -- {question}", *(f"  {line}" for line in sql.splitlines()), ""]
     lines.append("The analyst guide (docs/analyst-guide.md) has many more.")
+    lines += [
+        "",
+        "Or browse, compare and watch the runs: run `signdb serve`, then open "
+        "http://127.0.0.1:8765/ in a browser.",
+    ]
     return "\n".join(lines)
 
 

@@ -30,6 +30,11 @@ def create_roles_sql() -> list[str]:
     ]
 
 
+#: Tables neither role may touch: the server's token hashes are read by the
+#: server's own login only, so no analyst can list who holds access.
+PRIVATE_TABLES = ("api_tokens",)
+
+
 def grant_sql(schema: str = "signdb") -> list[str]:
     """Grants for every object that exists now; each revision re-runs them."""
     return [
@@ -38,7 +43,18 @@ def grant_sql(schema: str = "signdb") -> list[str]:
         f"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA {schema} TO {WRITER}",
         f"GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA {schema} TO {WRITER}",
         f"GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA {schema} TO {ANALYST}, {WRITER}",
+        *(_revoke_private(schema, table) for table in PRIVATE_TABLES),
     ]
+
+
+def _revoke_private(schema: str, table: str) -> str:
+    # The table exists only from revision 0013 on; grant_sql also runs below it.
+    return f"""
+        DO $$ BEGIN
+            IF to_regclass('{schema}.{table}') IS NOT NULL THEN
+                REVOKE ALL ON {schema}.{table} FROM {ANALYST}, {WRITER};
+            END IF;
+        END $$"""
 
 
 def optuna_grant_sql(schema: str = "optuna") -> list[str]:

@@ -246,6 +246,13 @@ run_metrics = Table(
         postgresql_using="brin",
         postgresql_with={"pages_per_range": 8, "autosummarize": "on"},
     ),
+    # Live views ask for what was recorded since they last looked (revision 0013).
+    Index(
+        None,
+        "recorded_at",
+        postgresql_using="brin",
+        postgresql_with={"pages_per_range": 8, "autosummarize": "on"},
+    ),
 )
 
 weights = Table(
@@ -393,6 +400,49 @@ calibration_bins = Table(
     PrimaryKeyConstraint("run_id", "split", "bin"),
     CheckConstraint(_in("split", EVAL_SPLITS), name="split"),
     CheckConstraint("bin >= 0 AND images > 0", name="bin"),
+)
+
+
+# Each metric's points summarised in buckets of WIDTHS steps, written with the
+# points (store.metrics): a chart of a million-point series reads the buckets,
+# not the points. A flush that splits a bucket leaves a partial row; readers
+# combine the rows of a bucket (revision 0013).
+METRIC_BUCKET_WIDTHS = (64, 4096)
+metric_buckets = Table(
+    "metric_buckets",
+    metadata,
+    _run_fk(),
+    Column("name", Text, nullable=False),
+    Column("width", Integer, nullable=False),
+    Column("bucket", Integer, nullable=False),
+    Column("points", Integer, nullable=False),
+    Column("first_step", Integer, nullable=False),
+    Column("last_step", Integer, nullable=False),
+    Column("min_value", Double, nullable=False),
+    Column("min_step", Integer, nullable=False),
+    Column("max_value", Double, nullable=False),
+    Column("max_step", Integer, nullable=False),
+    CheckConstraint("points > 0", name="points"),
+    CheckConstraint(_in("width", METRIC_BUCKET_WIDTHS), name="width"),
+    Index(None, "run_id", "name", "width", "bucket"),
+)
+
+TOKEN_ROLES = ("viewer", "editor")
+
+# The server's API tokens: only each token's sha256 is kept (revision 0013).
+api_tokens = Table(
+    "api_tokens",
+    metadata,
+    Column("id", Integer, Identity(), primary_key=True),
+    Column("name", Text, nullable=False),
+    Column("role", Text, nullable=False),
+    Column("token_hash", Text(collation="C"), nullable=False),
+    _now(),
+    UniqueConstraint("name"),
+    UniqueConstraint("token_hash"),
+    CheckConstraint("length(name) BETWEEN 1 AND 200", name="name_length"),
+    CheckConstraint(_in("role", TOKEN_ROLES), name="role"),
+    CheckConstraint("length(token_hash) = 64 AND token_hash !~ '[^0-9a-f]'", name="token_hash_hex"),
 )
 
 

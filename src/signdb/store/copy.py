@@ -59,3 +59,23 @@ def binary_array(values: np.ndarray, element_oid: int) -> bytes:
     elements["len"] = values.dtype.itemsize
     elements["value"] = values
     return header + elements.tobytes()
+
+
+def copy_out_records(conn: psycopg.Connection, query: str, fields: Sequence[str]) -> np.ndarray:
+    """Rows of ``query`` (fixed-width, non-NULL columns of numpy ``fields`` types, e.g.
+    ``">i4"``, ``">f8"``) as one structured array, read with binary COPY.
+
+    Decoding the stream with one ``np.frombuffer`` costs nanoseconds a row where
+    fetching rows through the driver costs microseconds: a chart's 16,000
+    bucket rows read in a few milliseconds.
+    """
+    record = np.dtype(
+        [("nfields", ">i2")]
+        + [item for i, f in enumerate(fields) for item in ((f"len{i}", ">i4"), (f"f{i}", f))]
+    )
+    with conn.cursor() as cur, cur.copy(f"COPY ({query}) TO STDOUT (FORMAT BINARY)") as copy:
+        data = b"".join(bytes(block) for block in copy)
+    extension = int.from_bytes(data[15:19], "big")
+    body = data[19 + extension : -2]  # header, then the trailer's -1
+    rows = np.frombuffer(body, dtype=record)
+    return rows[[f"f{i}" for i in range(len(fields))]]

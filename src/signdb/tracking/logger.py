@@ -51,12 +51,20 @@ def check_metric(name: object, value: object) -> float:
     return v
 
 
+#: Points wait at most about this long in the buffer: a live chart of the run
+#: (``signdb serve``) is never further behind than this plus its own poll.
+LIVE_SECONDS = 1.0
+
+
 class MetricLogger:
     """Buffers metric points and writes them with one binary COPY per flush.
 
-    A flush that fails because the server is away is retried for
-    ``retry_seconds``; the buffer is kept until a write succeeds, so no point
-    is lost. Safe to use from several threads.
+    A flush happens when ``max_rows`` points wait, when a call finds the
+    oldest waiting for ``max_seconds``, and, between calls (a slow step), from
+    a daemon thread that runs while points are being logged. A flush that
+    fails because the server is away is retried for ``retry_seconds``; the
+    buffer is kept until a write succeeds, so no point is lost. Safe to use
+    from several threads.
     """
 
     def __init__(
@@ -65,7 +73,7 @@ class MetricLogger:
         run_id: int,
         *,
         max_rows: int = 50_000,
-        max_seconds: float = 5.0,
+        max_seconds: float = LIVE_SECONDS,
         retry_seconds: float | None = None,
     ) -> None:
         self.engine = engine
@@ -79,6 +87,7 @@ class MetricLogger:
         self._pending = 0
         self._last_flush = time.monotonic()
         self._lock = threading.Lock()
+        self._flusher: threading.Thread | None = None
         self.written = 0
 
     def log(self, step: int, name: str, value: float) -> None:
@@ -89,6 +98,7 @@ class MetricLogger:
             due = self._pending >= self.max_rows
         if due or time.monotonic() - self._last_flush > self.max_seconds:
             self.flush()
+        self._keep_flushing()
 
     def log_step(self, step: int, metrics: dict[str, float]) -> None:
         """Several metrics of one step: what ``run.log(step, **metrics)`` buffers.
@@ -108,6 +118,7 @@ class MetricLogger:
             due = self._pending >= self.max_rows
         if due or time.monotonic() - self._last_flush > self.max_seconds:
             self.flush()
+        self._keep_flushing()
 
     def log_series(self, name: str, steps: np.ndarray, values: np.ndarray) -> None:
         """Many points of one metric at once (used by bulk importers and benchmarks)."""
@@ -144,6 +155,36 @@ class MetricLogger:
                 self._by_names.clear()
                 self._pending = 0
             self._last_flush = time.monotonic()
+
+    def _keep_flushing(self) -> None:
+        """Start the flusher thread if it is not running (cheap when it is)."""
+        if self._flusher is None:
+            with self._lock:
+                if self._flusher is None:
+                    self._flusher = threading.Thread(
+                        target=self._flush_while_logging,
+                        name=f"signdb-metrics-{self.run_id}",
+                        daemon=True,
+                    )
+                    self._flusher.start()
+
+    def _flush_while_logging(self) -> None:
+        """Flush points that have waited ``max_seconds``; stop after a few idle rounds (a
+        later call starts the thread again), so an ended run leaves no thread behind."""
+        idle = 0
+        while idle < 20:
+            time.sleep(self.max_seconds / 4)
+            if not self._pending:
+                idle += 1
+                continue
+            idle = 0
+            if time.monotonic() - self._last_flush >= self.max_seconds:
+                try:
+                    self.flush()
+                except Exception:  # noqa: BLE001 - the points stay buffered; the run's own
+                    pass  # next flush retries them and reports a lasting failure
+        with self._lock:
+            self._flusher = None
 
     def _step_series(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         """The buffered ``log_step`` calls as one (steps, values) series per metric."""
