@@ -123,7 +123,7 @@ def _timed(client: httpx.Client, path: str, **kw: Any) -> dict[str, float]:
         if timing.startswith("app;dur="):
             server.append(float(timing.removeprefix("app;dur=")))
         size = len(response.content)
-        _progress.tick()
+    _progress.note(f"{path}: {REPEATS} requests")
     return {
         "server_ms": statistics.median(server) if server else None,
         "round_trip_ms": statistics.median(total),
@@ -163,6 +163,7 @@ async def _load(base: str, path: str) -> dict[str, float]:
 
 
 def _signdb_rows(url: str, run_id: int) -> tuple[list[dict[str, Any]], float]:
+    _progress.note("starting signdb serve")
     port = _free_port()
     env = {**os.environ, "SIGNDB_DATABASE_URL": url}
     proc = subprocess.Popen(
@@ -250,7 +251,9 @@ def _fill_mlflow(url: str) -> str:
 
 
 def _mlflow_rows(url: str, ours_ms: float) -> list[dict[str, Any]]:
+    _progress.note("filling MLflow's schema with the same runs")
     experiment = _fill_mlflow(url)
+    _progress.note("starting mlflow server")
     port = _free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "mlflow", "server", "--backend-store-uri",
@@ -272,7 +275,6 @@ def _mlflow_rows(url: str, ours_ms: float) -> list[dict[str, Any]]:
                 times.append((time.perf_counter() - start) * 1000)
                 response.raise_for_status()
                 assert len(response.json()["runs"]) == 50
-                _progress.tick()
         theirs = statistics.median(times)
         return [
             {"measure": "MLflow runs/search, first 50 of 10,000", "round_trip_ms": theirs},
@@ -289,6 +291,7 @@ def _mlflow_rows(url: str, ours_ms: float) -> list[dict[str, Any]]:
 
 def run() -> list[dict[str, Any]]:
     with scratch_engine(SCRATCH) as engine:
+        _progress.note(f"{RUNS:,} runs and a {POINTS:,}-point metric")
         run_id = _build(engine)
         url = engine.url.render_as_string(hide_password=False)
         rows, ours = _signdb_rows(url, run_id)

@@ -26,7 +26,7 @@ def pg(served: Served):
 
 
 def test_runs_lists_every_run_newest_first_with_the_stored_headlines(api, served, pg):
-    body = api.get("/api/v1/runs").json()
+    body = api.get("/api/v1/runs", params={"choices": "true"}).json()
     stored = pg.execute(
         "SELECT id, test_accuracy, test_accuracy_low, test_f1 FROM signdb.runs ORDER BY id DESC"
     ).fetchall()
@@ -36,6 +36,9 @@ def test_runs_lists_every_run_newest_first_with_the_stored_headlines(api, served
     first = body["runs"][0]
     assert first["class_names"] and first["status"] == "succeeded"
     assert "digits" in body["choices"]["datasets"] and "lr" in body["choices"]["params"]
+    assert api.get("/api/v1/runs").json()["choices"] is None  # only when asked: it costs a scan
+    past_the_end = api.get("/api/v1/runs", params={"page": 99}).json()
+    assert past_the_end["runs"] == [] and past_the_end["total"] == len(stored)
 
 
 def test_runs_filter_sort_and_page_in_the_database(api, served):

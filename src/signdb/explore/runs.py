@@ -72,8 +72,9 @@ def parse_param_filter(raw: str) -> tuple[str, Any]:
         return name.strip(), value
 
 
-def list_runs(engine: Engine, query: RunQuery) -> dict[str, Any]:
-    """One page of runs with the total, and the values the filters can take."""
+def list_runs(engine: Engine, query: RunQuery, *, with_choices: bool = False) -> dict[str, Any]:
+    """One page of runs with the total; with ``with_choices``, also the values each filter
+    can take (the runs page's menus; it costs a pass over every run's hyperparameters)."""
     query.check()
     where = listing.RunFilter(
         dataset=query.dataset,
@@ -93,7 +94,7 @@ def list_runs(engine: Engine, query: RunQuery) -> dict[str, Any]:
             limit=query.per_page,
             offset=(query.page - 1) * query.per_page,
         )
-        choices = listing.filter_choices(session)
+        choices = listing.filter_choices(session) if with_choices else {}
     return {
         "runs": runs,
         "total": total,
@@ -108,5 +109,7 @@ def list_runs(engine: Engine, query: RunQuery) -> dict[str, Any]:
             "sweep": query.sweep,
             "params": query.params,
         },
-        "choices": {**choices, "statuses": list(RUN_STATUSES), "sorts": list(SORTS)},
+        "choices": {**choices, "statuses": list(RUN_STATUSES), "sorts": list(SORTS)}
+        if with_choices
+        else None,
     }

@@ -59,8 +59,14 @@ def run_query(
 
 
 @router.get("/runs", summary="Runs, filtered, sorted and paged")
-def list_runs(caller: Viewer, query: Annotated[explore.RunQuery, Depends(run_query)]) -> Response:
-    return json_response(explore.list_runs(caller.engine, query))
+def list_runs(
+    caller: Viewer,
+    query: Annotated[explore.RunQuery, Depends(run_query)],
+    choices: Annotated[
+        bool, Query(description="Also list the values each filter can take.")
+    ] = False,
+) -> Response:
+    return json_response(explore.list_runs(caller.engine, query, with_choices=choices))
 
 
 @router.get("/runs/{run_id}", summary="One run: facts, lifecycle, metrics, evaluations")

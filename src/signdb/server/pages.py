@@ -73,7 +73,7 @@ def render_error(request: Request, status: int, message: str) -> HTMLResponse:
 def runs_page(
     request: Request, caller: Viewer, query: Annotated[explore.RunQuery, Depends(run_query)]
 ) -> HTMLResponse:
-    data = explore.list_runs(caller.engine, query)
+    data = explore.list_runs(caller.engine, query, with_choices=True)
     params = [(k, v) for k, v in request.query_params.multi_items() if k not in ("sort", "page")]
 
     def link(**change: Any) -> str:

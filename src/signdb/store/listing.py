@@ -43,37 +43,36 @@ class RunFilter:
     #: Hyperparameters the runs must have, with these values (JSON-comparable).
     params: dict[str, Any] = field(default_factory=dict)
 
-    def sql_params(self) -> dict[str, Any]:
-        return {
+    def where(self) -> tuple[str, dict[str, Any]]:
+        """The WHERE clause of the filters that are set (fixed fragments; only the values
+        are bound), and its parameters. A filter left out costs nothing per run."""
+        given = {
             "dataset": self.dataset,
             "model": self.model,
             "status": self.status,
             "sweep": self.sweep,
-            "params": json.dumps(self.params),
+            "params": json.dumps(self.params) if self.params else None,
         }
+        clauses = [_CONDITIONS[key] for key, value in given.items() if value is not None]
+        bound = {key: value for key, value in given.items() if value is not None}
+        return " AND ".join(clauses) or "true", bound
 
 
-_WHERE = """
-    (CAST(:dataset AS text) IS NULL OR d.name = :dataset)
-    AND (CAST(:model AS text) IS NULL OR r.model = :model)
-    AND (CAST(:status AS text) IS NULL
-         OR signdb.effective_status(r.status, r.heartbeat_at) = :status)
-    AND (CAST(:sweep AS text) IS NULL OR r.sweep = :sweep)
-    AND r.hyperparams @> CAST(:params AS jsonb)"""
+_CONDITIONS = {
+    "dataset": "r.dataset_id = (SELECT id FROM signdb.datasets WHERE name = :dataset)",
+    "model": "r.model = :model",
+    "status": "signdb.effective_status(r.status, r.heartbeat_at) = :status",
+    "sweep": "r.sweep = :sweep",
+    "params": "r.hyperparams @> CAST(:params AS jsonb)",
+}
 
-_COUNT = text(
-    "SELECT count(*) FROM signdb.runs r JOIN signdb.datasets d ON d.id = r.dataset_id "  # noqa: S608 - constant
-    f"WHERE {_WHERE}"
-)
-
-# The page's ids first (sorted and limited), then only those rows' details.
+# The page's ids by a top-N sort, then only those rows' details, in the same order.
 _PAGE = """
     WITH page AS (
-        SELECT r.id, row_number() OVER (ORDER BY {order} {direction} NULLS LAST, r.id DESC)
-               AS position
-        FROM signdb.runs r JOIN signdb.datasets d ON d.id = r.dataset_id
+        SELECT r.id, {order} AS sort_key FROM signdb.runs r {join}
         WHERE {where}
-        ORDER BY position LIMIT :limit OFFSET :offset
+        ORDER BY {order} {direction} NULLS LAST, r.id DESC
+        LIMIT :limit OFFSET :offset
     )
     SELECT r.id AS run_id, r.name, d.name AS dataset, r.model, r.engine, r.classes,
            (SELECT array_agg(c.name ORDER BY c.label) FROM signdb.classes c
@@ -86,23 +85,28 @@ _PAGE = """
            r.train_accuracy, r.val_accuracy, r.test_accuracy,
            r.test_accuracy_low, r.test_accuracy_high, r.test_f1
     FROM page JOIN signdb.runs r ON r.id = page.id JOIN signdb.datasets d ON d.id = r.dataset_id
-    ORDER BY page.position"""
+    ORDER BY page.sort_key {direction} NULLS LAST, r.id DESC"""
 
 
 def count_runs(session: Session, where: RunFilter) -> int:
-    return int(session.scalar(_COUNT, where.sql_params()))
+    clause, params = where.where()
+    return int(
+        session.scalar(text(f"SELECT count(*) FROM signdb.runs r WHERE {clause}"), params)  # noqa: S608 - fixed fragments
+    )
 
 
 def page_of_runs(
     session: Session, where: RunFilter, *, sort: str, descending: bool, limit: int, offset: int
 ) -> list[dict[str, Any]]:
     """One page of runs; ``sort`` is a key of :data:`SORTS` (checked by the caller)."""
+    clause, params = where.where()
     statement = _PAGE.format(
-        where=_WHERE, order=SORTS[sort], direction="DESC" if descending else "ASC"
+        where=clause,
+        order=SORTS[sort],
+        direction="DESC" if descending else "ASC",
+        join="JOIN signdb.datasets d ON d.id = r.dataset_id" if sort == "dataset" else "",
     )
-    rows = session.execute(
-        text(statement), {**where.sql_params(), "limit": limit, "offset": offset}
-    )
+    rows = session.execute(text(statement), {**params, "limit": limit, "offset": offset})
     return [dict(row._mapping) for row in rows]
 
 
