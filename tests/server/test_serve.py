@@ -141,3 +141,16 @@ def test_bad_addresses_and_a_busy_port_are_named(db_url):
     assert host.returncode == 1 and "--host must be an IP address" in host.stderr
     port = signdb_cli("serve", "--port", "70000")
     assert port.returncode == 1 and "--port must be from 1 to 65535" in port.stderr
+
+
+def test_several_worker_processes_share_nothing_but_the_database(served):
+    proc, base, _ = start(served.url, "--port", str(free_port()), "--workers", "2")
+    try:
+        workers = subprocess.run(
+            ["pgrep", "-P", str(proc.pid)], capture_output=True, text=True
+        ).stdout.split()
+        assert len(workers) >= 2  # uvicorn's worker processes under the one we started
+        for _ in range(6):
+            assert httpx.get(f"{base}/api/v1/runs").json()["total"] >= 3
+    finally:
+        assert stop(proc) == 0
