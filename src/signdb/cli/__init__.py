@@ -33,6 +33,7 @@ def _register() -> None:
         db_commands,
         demo_commands,
         eval_commands,
+        model_commands,
         sweep_commands,
         train_commands,
     )
@@ -43,6 +44,7 @@ def _register() -> None:
         train_commands,
         sweep_commands,
         eval_commands,
+        model_commands,
         demo_commands,
     ):
         module.register(cli)
