@@ -25,7 +25,7 @@ Examples
 >>> parse_invocations(b'{"instances": [], "inputs": []}', "application/json", (2, 2, 1))
 Traceback (most recent call last):
 ...
-signdb.errors.TensorError: the request must be a JSON object with exactly one of dataframe_split, dataframe_records, instances, inputs; got keys instances, inputs
+signdb.errors.TensorError: the request must be a JSON object with exactly one of dataframe_split, dataframe_records, instances, inputs; got keys inputs, instances
 """
 
 from __future__ import annotations

@@ -282,7 +282,8 @@ def _shape_hint(shape: list[int], hwc: tuple[int, int, int]) -> str:
         return "add the batch dimension N in front"
     if len(shape) == 4 and shape[1:3] == [h, w] and shape[3] != c:
         want = "1 channel (gray)" if c == 1 else "3 channels (RGB)"
-        return f"{shape[3]} channels where the model takes {want}; convert the images"
+        got = f"{shape[3]} channel" + ("" if shape[3] == 1 else "s")
+        return f"the images have {got} where the model takes {want}; convert them"
     if len(shape) == 4 and shape[1:3] != [h, w]:
         return (
             f"resize the images to {h}x{w} as `signdb load` does, or post the image files to "

@@ -24,7 +24,7 @@ Examples
 ('7', dtype('uint8'), (1, 2, 2, 1))
 >>> outputs = {"probabilities": np.array([[0.25, 0.75]], np.float32), "label": np.array([1])}
 >>> response = encode_infer_response(request, "champion", "12", outputs)
->>> response.content_type, response.body[:60]
+>>> response.content_type, response.body[:59]
 ('application/json', b'{"model_name":"champion","model_version":"12","id":"7","out')
 """
 
