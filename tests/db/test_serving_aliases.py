@@ -207,3 +207,42 @@ def test_a_model_that_does_not_fit_the_run_is_refused_and_nothing_is_stored(
             "SELECT count(*) FROM signdb.onnx_models WHERE run_id = %s", [run.id]
         ).fetchone()[0]
     assert stored == 0
+
+
+def test_a_torch_network_exported_by_torch_onnx_is_served(served_runs, tmp_path):  # noqa: F811
+    """The workflow docs/serving.md shows: torch.onnx.export, run.save_onnx, an alias."""
+    import torch
+
+    class Net(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = torch.nn.Conv2d(1, 4, 3, padding=1)
+            self.fc = torch.nn.Linear(4, 3)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:  # NHWC in [0, 1]
+            h = torch.relu(self.conv(x.permute(0, 3, 1, 2))).mean(dim=(2, 3))
+            return torch.softmax(self.fc(h), dim=1)
+
+    torch.manual_seed(0)
+    net = Net().eval()
+    db = signdb.connect(served_runs.url)
+    with db.start_run("mini16", "torch:tiny", classes="0,1,2") as run:
+        X, _, _ = run.arrays("test")
+        torch.onnx.export(
+            net,
+            (torch.from_numpy(X[:2]),),
+            str(tmp_path / "net.onnx"),
+            dynamo=False,
+            input_names=["images"],
+            output_names=["probabilities"],
+            dynamic_axes={"images": {0: "N"}, "probabilities": {0: "N"}},
+        )
+        run.save_onnx(tmp_path / "net.onnx")
+    name = _name()
+    set_alias(get_engine(served_runs.url), name, run.id, "alice")
+    pixels = (X * 255).round().astype(np.uint8)
+    proba, labels = resolve_model(get_engine(served_runs.url), name).infer(pixels)
+    with torch.no_grad():
+        expected = net(torch.from_numpy(pixels.astype(np.float32) / 255)).numpy()
+    assert np.abs(proba - expected).max() <= 1e-5
+    assert labels.tolist() == expected.argmax(axis=1).tolist()

@@ -124,7 +124,7 @@ class PredictionLog:
             kept = len(keep)
         if kept == 0 or self.fraction == 0.0:
             return 0
-        proba = np.asarray(probabilities, np.float32)[keep]
+        proba = np.array(probabilities, np.float32)[keep]  # a copy: the caller owns its array
         predicted = np.asarray(labels, np.int64)[keep]
         if classes is not None:
             column = np.searchsorted(np.asarray(classes), predicted)
