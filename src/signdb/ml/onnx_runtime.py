@@ -49,8 +49,9 @@ def _session_options() -> ort.SessionOptions:
     options = ort.SessionOptions()
     options.log_severity_level = 3  # errors only: shape-merge warnings are not the user's
     # onnxruntime's worker threads spin for a while after each run by default; between
-    # requests that starves the database queries (and PostgreSQL) of the same cores:
-    # measured 15 ms a served batch-64 MLP request with spinning, 2.5 ms without.
+    # requests that starves the alias query (and PostgreSQL) of the same cores. The
+    # serving core's median MLP request at batch 1: 13 ms spinning, 1.2 ms not (CNN at
+    # batch 64: 94 ms, 79 ms), on 2 shared cores.
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return options
 
