@@ -63,29 +63,26 @@ def delete_alias(session: Session, name: str, who: str) -> int | None:
     )
 
 
-_ALIAS_COLUMNS = """
-    a.name, a.run_id, a.updated_at, a.updated_by, r.model, r.engine, d.name AS dataset,
-    signdb.effective_status(r.status, r.heartbeat_at) AS status, r.test_accuracy, r.test_f1,
-    o.sha256 IS NOT NULL AS has_onnx
-"""
-_ALIAS_FROM = """
+#: Every alias with its run; constant text, so a name only ever arrives as a parameter.
+_ALIASES = """
+    SELECT a.name, a.run_id, a.updated_at, a.updated_by, r.model, r.engine, d.name AS dataset,
+           signdb.effective_status(r.status, r.heartbeat_at) AS status, r.test_accuracy,
+           r.test_f1, o.sha256 IS NOT NULL AS has_onnx
     FROM signdb.model_aliases a
     JOIN signdb.runs r ON r.id = a.run_id
     JOIN signdb.datasets d ON d.id = r.dataset_id
     LEFT JOIN signdb.onnx_models o ON o.run_id = a.run_id
+    WHERE a.name = :n OR CAST(:n AS text) IS NULL
+    ORDER BY a.name
 """
 
 
 def list_aliases(session: Session) -> list[dict[str, Any]]:
-    rows = session.execute(text(f"SELECT {_ALIAS_COLUMNS} {_ALIAS_FROM} ORDER BY a.name"))  # noqa: S608 - constant
-    return [dict(row._mapping) for row in rows]
+    return [dict(row._mapping) for row in session.execute(text(_ALIASES), {"n": None})]
 
 
 def get_alias(session: Session, name: str) -> dict[str, Any] | None:
-    row = session.execute(
-        text(f"SELECT {_ALIAS_COLUMNS} {_ALIAS_FROM} WHERE a.name = :n"),  # noqa: S608 - constant
-        {"n": name},
-    ).one_or_none()
+    row = session.execute(text(_ALIASES), {"n": name}).one_or_none()
     return None if row is None else dict(row._mapping)
 
 
