@@ -1,18 +1,18 @@
-"""``served_runs``: one database per session with a tiny trained run of every model and engine.
+"""The ``served_runs`` fixture's database: a tiny trained run of every model and engine.
 
 The mini dataset (24 real JPEGs per digit) is loaded at 16x16, once in gray and
 once in RGB, and each built-in model is trained for an epoch or so and
-evaluated, so its test predictions are stored. The serving tests import the
-fixture (``from tests.serving_runs import served_runs``); they add aliases
-under names of their own and never change the runs.
+evaluated, so its test predictions are stored. tests/conftest.py makes it a
+session fixture (built once, whichever tests ask); the serving tests add
+aliases under names of their own and never change the runs.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import pytest
 from sqlalchemy.engine import make_url
 
 from tests.conftest import _admin, _psycopg_conninfo, fresh_database
@@ -51,8 +51,7 @@ class ServedRuns:
         return DATASETS[RUNS[key][0]]
 
 
-@pytest.fixture(scope="session")
-def served_runs(pg_admin_url, template_db, mini_dataset_dir) -> ServedRuns:
+def build_served_runs(pg_admin_url, template_db, mini_dataset_dir) -> Iterator[ServedRuns]:
     from signdb.data.preprocess import Preprocessing
     from signdb.db.engine import get_engine
     from signdb.evaluation import evaluate

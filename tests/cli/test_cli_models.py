@@ -10,14 +10,13 @@ import onnxruntime
 import pytest
 
 from tests.helpers import signdb
-from tests.serving_runs import served_runs  # noqa: F401 - session fixture
 
 
 def run_cli(runs, *args):
     return signdb(*args, env={"SIGNDB_DATABASE_URL": runs.url})
 
 
-def test_alias_list_show_and_unalias(served_runs):  # noqa: F811
+def test_alias_list_show_and_unalias(served_runs):
     name = f"cli-{uuid.uuid4().hex[:6]}"
     a, b = served_runs.runs["softmax"], served_runs.runs["cnn-numpy"]
     made = run_cli(served_runs, "models", "alias", name, str(a), "--json")
@@ -52,13 +51,13 @@ def test_alias_list_show_and_unalias(served_runs):  # noqa: F811
         ),
     ],
 )
-def test_bad_requests_exit_1_with_one_line(served_runs, args, message):  # noqa: F811
+def test_bad_requests_exit_1_with_one_line(served_runs, args, message):
     result = run_cli(served_runs, *args)
     assert result.returncode == 1
     assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1
 
 
-def test_export_writes_a_file_onnxruntime_runs(served_runs, tmp_path):  # noqa: F811
+def test_export_writes_a_file_onnxruntime_runs(served_runs, tmp_path):
     run_id = served_runs.runs["cnn-torch"]
     out = tmp_path / "model.onnx"
     result = run_cli(

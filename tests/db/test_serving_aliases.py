@@ -23,7 +23,6 @@ from signdb.serving import (
     show_model,
 )
 from signdb.store.aliases import aliases_of_run
-from tests.serving_runs import served_runs  # noqa: F401 - session fixture
 
 
 def _name() -> str:
@@ -39,7 +38,7 @@ def _history(runs, name: str) -> list[tuple]:
         ).fetchall()
 
 
-def test_pointing_re_pointing_and_removing_keep_the_history(served_runs):  # noqa: F811
+def test_pointing_re_pointing_and_removing_keep_the_history(served_runs):
     engine = get_engine(served_runs.url)
     a, b = served_runs.runs["softmax"], served_runs.runs["mlp-torch"]
     name = _name()
@@ -65,7 +64,7 @@ def test_pointing_re_pointing_and_removing_keep_the_history(served_runs):  # noq
         remove_alias(engine, name, "dave")
 
 
-def test_an_aliased_run_cannot_be_deleted_and_its_aliases_are_named(served_runs):  # noqa: F811
+def test_an_aliased_run_cannot_be_deleted_and_its_aliases_are_named(served_runs):
     engine = get_engine(served_runs.url)
     run_id = served_runs.runs["logreg"]
     names = sorted(_name() for _ in range(2))
@@ -80,7 +79,7 @@ def test_an_aliased_run_cannot_be_deleted_and_its_aliases_are_named(served_runs)
     assert set(names) <= set(shown["aliases"]) and shown["servable"] is True
 
 
-def test_a_change_made_in_plain_sql_is_in_the_history_too(served_runs):  # noqa: F811
+def test_a_change_made_in_plain_sql_is_in_the_history_too(served_runs):
     a, b = served_runs.runs["softmax"], served_runs.runs["mlp-numpy"]
     name = _name()
     with psycopg.connect(served_runs.conninfo, autocommit=True) as conn:
@@ -98,7 +97,7 @@ def test_a_change_made_in_plain_sql_is_in_the_history_too(served_runs):  # noqa:
     ]
 
 
-def test_concurrent_changes_leave_a_history_that_chains(served_runs):  # noqa: F811
+def test_concurrent_changes_leave_a_history_that_chains(served_runs):
     engine = get_engine(served_runs.url)
     runs = [served_runs.runs[k] for k in ("softmax", "mlp-numpy", "mlp-torch")]
     name = _name()
@@ -120,7 +119,7 @@ def test_concurrent_changes_leave_a_history_that_chains(served_runs):  # noqa: F
 
 
 @pytest.mark.parametrize("bad", ["run-3", "", "two words", "-dash", "x" * 101, "ünïcode"])
-def test_alias_names_are_checked_before_and_by_the_database(served_runs, bad):  # noqa: F811
+def test_alias_names_are_checked_before_and_by_the_database(served_runs, bad):
     with pytest.raises(InvalidArgument, match="may not start with 'run-'"):
         set_alias(get_engine(served_runs.url), bad, served_runs.runs["softmax"], "alice")
     with psycopg.connect(served_runs.conninfo) as conn:
@@ -131,7 +130,7 @@ def test_alias_names_are_checked_before_and_by_the_database(served_runs, bad):  
             )
 
 
-def test_an_alias_needs_a_run_that_exists(served_runs):  # noqa: F811
+def test_an_alias_needs_a_run_that_exists(served_runs):
     with pytest.raises(NotFound, match="no run with id 987654"):
         set_alias(get_engine(served_runs.url), _name(), 987654, "alice")
 
@@ -151,7 +150,7 @@ def _user_onnx(k: int, shape=(16, 16, 1), seed: int = 0) -> tuple[bytes, np.ndar
     return helper.make_model(graph).SerializeToString(), w
 
 
-def test_a_custom_run_is_servable_once_it_stores_an_onnx_model(served_runs, tmp_path):  # noqa: F811
+def test_a_custom_run_is_servable_once_it_stores_an_onnx_model(served_runs, tmp_path):
     engine = get_engine(served_runs.url)
     db = signdb.connect(served_runs.url)
     with db.start_run("mini16", "numpy:linear", classes="0,1,2") as run:
@@ -193,7 +192,7 @@ def test_a_custom_run_is_servable_once_it_stores_an_onnx_model(served_runs, tmp_
     ids=["garbage", "missing-file", "wrong-size", "wrong-classes", "wrong-type"],
 )
 def test_a_model_that_does_not_fit_the_run_is_refused_and_nothing_is_stored(
-    served_runs,  # noqa: F811
+    served_runs,
     model,
     message,
 ):
@@ -209,7 +208,7 @@ def test_a_model_that_does_not_fit_the_run_is_refused_and_nothing_is_stored(
     assert stored == 0
 
 
-def test_a_torch_network_exported_by_torch_onnx_is_served(served_runs, tmp_path):  # noqa: F811
+def test_a_torch_network_exported_by_torch_onnx_is_served(served_runs, tmp_path):
     """The workflow docs/serving.md shows: torch.onnx.export, run.save_onnx, an alias."""
     import torch
 

@@ -12,14 +12,13 @@ import pytest
 
 from signdb.db.engine import get_engine
 from signdb.serving import PredictionLog, infer, set_alias
-from tests.serving_runs import served_runs  # noqa: F401 - session fixture
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "serving.md"
 BLOCKS = re.findall(r"```sql\n(.*?)```", DOC.read_text(), flags=re.S)
 
 
 @pytest.fixture(scope="module")
-def champion(served_runs):  # noqa: F811
+def champion(served_runs):
     engine = get_engine(served_runs.url)
     set_alias(engine, "champion", served_runs.runs["logreg"], "docs")
     log = PredictionLog(engine, 1.0, interval=0.05)

@@ -36,7 +36,6 @@ from signdb.serving import (
     set_alias,
 )
 from signdb.serving.models import CACHE, MAX_BATCH
-from tests.serving_runs import served_runs  # noqa: F401 - session fixture
 
 
 def _alias(runs, key: str) -> str:
@@ -55,7 +54,7 @@ def _pixels(n: int, shape=(16, 16, 1), seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).integers(0, 256, (n, *shape), dtype=np.uint8)
 
 
-def test_a_triton_client_request_is_answered_by_the_aliased_run(served_runs):  # noqa: F811
+def test_a_triton_client_request_is_answered_by_the_aliased_run(served_runs):
     engine = get_engine(served_runs.url)
     name = _alias(served_runs, "mlp-numpy")
     pixels = _pixels(4)
@@ -70,7 +69,7 @@ def test_a_triton_client_request_is_answered_by_the_aliased_run(served_runs):  #
     assert result.get_response()["model_version"] == str(served_runs.runs["mlp-numpy"])
 
 
-def test_a_plain_json_client_following_the_protocol_text_works(served_runs):  # noqa: F811
+def test_a_plain_json_client_following_the_protocol_text_works(served_runs):
     engine = get_engine(served_runs.url)
     run = f"run-{served_runs.runs['softmax']}"
     meta = model_metadata(engine, run)
@@ -100,7 +99,7 @@ def test_a_plain_json_client_following_the_protocol_text_works(served_runs):  # 
     assert outputs["label"]["data"] == [labels[i] for i in proba.argmax(axis=1)]
 
 
-def test_server_metadata_and_readiness(served_runs):  # noqa: F811
+def test_server_metadata_and_readiness(served_runs):
     assert server_metadata()["extensions"] == ["binary_tensor_data"]
     engine = get_engine(served_runs.url)
     name = _alias(served_runs, "logreg")
@@ -111,7 +110,7 @@ def test_server_metadata_and_readiness(served_runs):  # noqa: F811
         model_metadata(engine, name, version="999")
 
 
-def test_re_pointing_an_alias_takes_effect_on_the_next_request(served_runs):  # noqa: F811
+def test_re_pointing_an_alias_takes_effect_on_the_next_request(served_runs):
     engine = get_engine(served_runs.url)
     name = _alias(served_runs, "softmax")
     body = json.dumps({"inputs": [_json_input(_pixels(1))]}).encode()
@@ -133,7 +132,7 @@ def _json_input(pixels: np.ndarray) -> dict:
     }
 
 
-def test_concurrent_requests_during_re_pointing_get_the_old_or_the_new_run(served_runs):  # noqa: F811
+def test_concurrent_requests_during_re_pointing_get_the_old_or_the_new_run(served_runs):
     engine = get_engine(served_runs.url)
     a, b = served_runs.runs["softmax"], served_runs.runs["mlp-numpy"]
     name = _alias(served_runs, "softmax")
@@ -173,7 +172,7 @@ def test_concurrent_requests_during_re_pointing_get_the_old_or_the_new_run(serve
 
 
 @pytest.fixture
-def refused(served_runs):  # noqa: F811
+def refused(served_runs):
     """A logging engine and alias; after the test, nothing at all was logged for it."""
     engine = get_engine(served_runs.url)
     name = _alias(served_runs, "cnn-torch")  # 16x16 RGB
@@ -235,7 +234,7 @@ def test_two_inputs_and_unknown_outputs_are_refused(refused):
         infer(engine, name, logits, log=log)
 
 
-def test_unknown_models_are_not_found(refused, served_runs):  # noqa: F811
+def test_unknown_models_are_not_found(refused, served_runs):
     engine, _, log = refused
     body = json.dumps({"inputs": [_json_input(np.zeros((1, 16, 16, 1), np.uint8))]}).encode()
     with pytest.raises(ModelNotFound, match="no alias has that name; `signdb models list`"):
@@ -261,7 +260,7 @@ def test_a_bad_mlflow_request_is_refused(refused):
         invocations(engine, name, b'{"inputs": [[1, 2, 3]]}', "application/json", log=log)
 
 
-def test_runs_that_cannot_be_served_say_why(served_runs):  # noqa: F811
+def test_runs_that_cannot_be_served_say_why(served_runs):
     engine = get_engine(served_runs.url)
     with psycopg.connect(served_runs.conninfo, autocommit=True) as conn:
         failed = conn.execute(
@@ -276,7 +275,7 @@ def test_runs_that_cannot_be_served_say_why(served_runs):  # noqa: F811
         set_alias(engine, "never", failed, "tester")
 
 
-def test_an_alias_whose_run_lost_its_final_weights_is_refused(served_runs):  # noqa: F811
+def test_an_alias_whose_run_lost_its_final_weights_is_refused(served_runs):
     from signdb.training import TrainerSettings, TrainSpec, train
 
     engine = get_engine(served_runs.url)
@@ -307,7 +306,7 @@ def _role_engine(url: str, role: str, read_only: bool):
     return engine
 
 
-def test_a_viewers_read_only_analyst_transactions_can_serve_and_a_writer_can_log(served_runs):  # noqa: F811
+def test_a_viewers_read_only_analyst_transactions_can_serve_and_a_writer_can_log(served_runs):
     viewer = _role_engine(served_runs.url, "signdb_analyst", read_only=True)
     writer = _role_engine(served_runs.url, "signdb_writer", read_only=False)
     name = _alias(served_runs, "cnn-numpy")

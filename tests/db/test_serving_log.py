@@ -17,7 +17,6 @@ from signdb.errors import InvalidArgument
 from signdb.serving import PredictionLog, infer, invocations, predict_uploads, set_alias
 from signdb.serving.prediction_log import check_fraction
 from signdb.store.served import ServedBatch, copy_served
-from tests.serving_runs import served_runs  # noqa: F401 - session fixture
 
 
 def _request(n: int, seed: int = 0) -> bytes:
@@ -41,7 +40,7 @@ def _alias(runs, key: str) -> str:
     return name
 
 
-def test_every_served_image_is_logged_with_what_it_was_answered(served_runs):  # noqa: F811
+def test_every_served_image_is_logged_with_what_it_was_answered(served_runs):
     engine = get_engine(served_runs.url)
     name = _alias(served_runs, "softmax")
     log = PredictionLog(engine, 1.0, interval=0.05)
@@ -66,7 +65,7 @@ def test_every_served_image_is_logged_with_what_it_was_answered(served_runs):  #
         assert confidence == pytest.approx(max(probabilities)) and latency > 0
 
 
-def test_the_other_routes_log_too(served_runs):  # noqa: F811
+def test_the_other_routes_log_too(served_runs):
     engine = get_engine(served_runs.url)
     name = _alias(served_runs, "mlp-numpy")
     log = PredictionLog(engine, 1.0, interval=0.05)
@@ -80,7 +79,7 @@ def test_the_other_routes_log_too(served_runs):  # noqa: F811
     assert len(_logged(served_runs, name)) == 3
 
 
-def test_logging_off_writes_nothing(served_runs):  # noqa: F811
+def test_logging_off_writes_nothing(served_runs):
     engine = get_engine(served_runs.url)
     name = _alias(served_runs, "softmax")
     infer(engine, name, _request(5))
@@ -90,7 +89,7 @@ def test_logging_off_writes_nothing(served_runs):  # noqa: F811
     assert _logged(served_runs, name) == [] and zero.written == 0
 
 
-def test_a_sampling_fraction_logs_about_that_share(served_runs):  # noqa: F811
+def test_a_sampling_fraction_logs_about_that_share(served_runs):
     engine = get_engine(served_runs.url)
     name = _alias(served_runs, "softmax")
     log = PredictionLog(engine, 0.25, interval=0.05, seed=3)
@@ -101,7 +100,7 @@ def test_a_sampling_fraction_logs_about_that_share(served_runs):  # noqa: F811
     assert logged == log.written and 60 <= logged <= 140  # 100 expected of 400 (sd 8.7)
 
 
-def test_a_full_buffer_drops_new_answers_instead_of_waiting(served_runs):  # noqa: F811
+def test_a_full_buffer_drops_new_answers_instead_of_waiting(served_runs):
     engine = get_engine(served_runs.url)
     log = PredictionLog(engine, 1.0, interval=3600, batch_rows=10_000, max_rows=5)
     proba, labels = np.full((3, 2), 0.5, np.float32), np.array([0, 1, 1])
@@ -112,7 +111,7 @@ def test_a_full_buffer_drops_new_answers_instead_of_waiting(served_runs):  # noq
     assert log.written == 3
 
 
-def test_logging_survives_a_database_that_refuses_writes_for_a_while(served_runs):  # noqa: F811
+def test_logging_survives_a_database_that_refuses_writes_for_a_while(served_runs):
     engine = get_engine(served_runs.url)
     name = f"outage-{uuid.uuid4().hex[:6]}"
     with psycopg.connect(served_runs.conninfo, autocommit=True) as conn:
@@ -141,7 +140,7 @@ def test_the_fraction_is_checked():
             check_fraction(bad)
 
 
-def test_the_hourly_view_matches_the_logged_rows(served_runs):  # noqa: F811
+def test_the_hourly_view_matches_the_logged_rows(served_runs):
     engine = get_engine(served_runs.url)
     run_id = served_runs.runs["softmax"]
     name = f"drift-{uuid.uuid4().hex[:6]}"
@@ -194,7 +193,7 @@ def test_the_hourly_view_matches_the_logged_rows(served_runs):  # noqa: F811
         assert sum(mix.values()) == pytest.approx(1.0)
 
 
-def test_an_analyst_reads_the_view_but_cannot_write_the_log(served_runs):  # noqa: F811
+def test_an_analyst_reads_the_view_but_cannot_write_the_log(served_runs):
     with psycopg.connect(served_runs.conninfo) as conn:
         conn.execute("SET ROLE signdb_analyst")
         conn.execute("SELECT * FROM signdb.served_hourly LIMIT 1").fetchall()

@@ -12,7 +12,7 @@ import pytest
 from signdb.db.engine import get_engine
 from signdb.evaluation import predict_files
 from signdb.serving import export_model, predict_uploads, resolve_model
-from tests.serving_runs import RUNS, served_runs  # noqa: F401 - session fixture
+from tests.serving_runs import RUNS
 
 TOLERANCE = 1e-5
 
@@ -33,7 +33,7 @@ def _stored(runs, run_id: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, list
 
 
 @pytest.mark.parametrize("key", list(RUNS))
-def test_served_probabilities_equal_the_stored_predictions(served_runs, key):  # noqa: F811
+def test_served_probabilities_equal_the_stored_predictions(served_runs, key):
     run_id = served_runs.runs[key]
     pixels, stored, predicted, _ = _stored(served_runs, run_id)
     model = resolve_model(get_engine(served_runs.url), f"run-{run_id}")
@@ -46,7 +46,7 @@ def test_served_probabilities_equal_the_stored_predictions(served_runs, key):  #
 
 
 @pytest.mark.parametrize("key", list(RUNS))
-def test_uploaded_files_are_answered_as_signdb_predict_answers(served_runs, key):  # noqa: F811
+def test_uploaded_files_are_answered_as_signdb_predict_answers(served_runs, key):
     run_id = served_runs.runs[key]
     engine = get_engine(served_runs.url)
     _, _, _, sources = _stored(served_runs, run_id)
@@ -66,7 +66,7 @@ def test_uploaded_files_are_answered_as_signdb_predict_answers(served_runs, key)
 
 @pytest.mark.parametrize("key", list(RUNS))
 def test_the_exported_file_under_onnxruntime_gives_the_stored_predictions(
-    served_runs,  # noqa: F811
+    served_runs,
     key,
     tmp_path,
 ):
@@ -92,7 +92,7 @@ def test_the_exported_file_under_onnxruntime_gives_the_stored_predictions(
     assert meta["signdb.run_id"] == str(run_id)
 
 
-def test_metadata_describes_inputs_outputs_and_classes(served_runs):  # noqa: F811
+def test_metadata_describes_inputs_outputs_and_classes(served_runs):
     run_id = served_runs.runs["cnn-torch"]
     meta = resolve_model(get_engine(served_runs.url), f"run-{run_id}").metadata()
     assert meta["name"] == f"run-{run_id}" and meta["versions"] == [str(run_id)]

@@ -9,7 +9,9 @@ from signdb.serving.aliases import list_models, remove_alias, set_alias, show_mo
 from signdb.serving.export import export_model, run_model
 from signdb.serving.models import ServedModel, resolve_model
 from signdb.serving.prediction_log import PredictionLog, check_fraction
+from signdb.serving.protocol import error_body
 from signdb.serving.service import (
+    http_status,
     infer,
     invocations,
     model_metadata,
@@ -22,7 +24,9 @@ __all__ = [
     "PredictionLog",
     "ServedModel",
     "check_fraction",
+    "error_body",
     "export_model",
+    "http_status",
     "infer",
     "invocations",
     "list_models",

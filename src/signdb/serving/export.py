@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -129,13 +129,17 @@ def export_model(engine: Engine, run_id: int, out: str | Path, fmt: str = "onnx"
     if not path.parent.is_dir():
         raise NotFound(f"--out {path}: the folder {path.parent} does not exist; create it first")
     model = run_model(engine, run_id)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    # Not mkstemp: its file is private (0600); this one gets the umask's permissions.
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
     try:
-        with os.fdopen(fd, "wb") as f:
+        with open(tmp, "xb") as f:
             f.write(model.onnx)
         os.replace(tmp, path)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        raise InvalidArgument(f"cannot write {path}: {e.strerror}; choose another --out") from None
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
     return {
         "run_id": run_id,

@@ -6,16 +6,15 @@ for anything wrong with the request, naming what was expected, before it logs
 anything. Answers go to the ``log`` (a :class:`PredictionLog`, or None when
 ``--log-predictions`` is off) after they are computed, off the request path.
 
-=============================================  ===========================================
-route                                          function
-=============================================  ===========================================
-``GET /v2``                                    :func:`server_metadata`
-``GET /v2/models/{name}[/versions/{v}]``       :func:`model_metadata`
-``GET /v2/models/{name}[/versions/{v}]/ready`` :func:`model_ready`
-``POST /v2/models/{name}[/versions/{v}]/infer`` :func:`infer`
-``POST /invocations``                          :func:`invocations`
-``POST /api/v1/models/{name}/predict``         :func:`predict_uploads`
-=============================================  ===========================================
+* ``GET /v2``: :func:`server_metadata`
+* ``GET /v2/models/{name}[/versions/{v}]``: :func:`model_metadata`
+* ``GET /v2/models/{name}[/versions/{v}]/ready``: :func:`model_ready`
+* ``POST /v2/models/{name}[/versions/{v}]/infer``: :func:`infer`
+* ``POST /invocations``: :func:`invocations`
+* ``POST /api/v1/models/{name}/predict``: :func:`predict_uploads`
+
+:func:`http_status` maps the errors to statuses, and
+:func:`~signdb.serving.protocol.error_body` makes the protocol's ``{"error": ...}``.
 """
 
 from __future__ import annotations
@@ -30,7 +29,14 @@ from sqlalchemy import Engine
 
 from signdb._version import __version__
 from signdb.data.preprocess import decode_image
-from signdb.errors import InvalidArgument, TensorError
+from signdb.errors import (
+    DatabaseUnavailable,
+    InputError,
+    InvalidArgument,
+    NotFound,
+    SignDBError,
+    TensorError,
+)
 from signdb.ml.metrics import decide
 from signdb.ml.onnx_export import LABEL, PROBABILITIES
 from signdb.serving.invocations import encode_invocations, parse_invocations
@@ -43,6 +49,26 @@ from signdb.serving.protocol import (
     encode_infer_response,
     parse_infer_request,
 )
+
+
+def http_status(error: SignDBError) -> int:
+    """The status a protocol route answers ``error`` with; the body is
+    :func:`~signdb.serving.protocol.error_body` of its message.
+
+    404 for an unknown model or run, 400 for everything else wrong with the
+    request (the protocol's "typically 400"), 503 while the database is away.
+
+    >>> from signdb.errors import ModelNotFound, TensorError
+    >>> http_status(ModelNotFound("no model 'x'")), http_status(TensorError("bad shape"))
+    (404, 400)
+    """
+    if isinstance(error, NotFound):
+        return 404
+    if isinstance(error, InputError):
+        return 400
+    if isinstance(error, DatabaseUnavailable):
+        return 503
+    return 500
 
 
 def server_metadata() -> dict[str, Any]:
