@@ -217,3 +217,11 @@ def trained_db(
 def trained_url(trained_db: str, monkeypatch: pytest.MonkeyPatch) -> str:
     monkeypatch.setenv("SIGNDB_DATABASE_URL", trained_db)
     return trained_db
+
+
+@pytest.fixture(scope="session")
+def served_runs(pg_admin_url: str, template_db: str, mini_dataset_dir: Path):
+    """A database with a tiny evaluated run of every model and engine (tests/serving_runs.py)."""
+    from tests.serving_runs import build_served_runs
+
+    yield from build_served_runs(pg_admin_url, template_db, mini_dataset_dir)

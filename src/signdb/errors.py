@@ -11,12 +11,15 @@ one line and exits 1.
     │   └── SchemaOutOfDate      run `signdb db upgrade`
     ├── InputError               a user-supplied value is wrong
     │   ├── NotFound             no such dataset / run / path
+    │   │   └── ModelNotFound    no model alias or run-<id> by that name (a 404 when served)
     │   ├── InvalidArgument      a flag value out of range
     │   ├── ImageError           one image file cannot be used
     │   │   └── DecompressionBomb
     │   ├── ArrayError           an X.npy / Y.npy problem
     │   ├── UnsafeArchive        an archive member escapes its folder (zip/tar-slip)
-    │   └── LabelError           a label that is not valid for the dataset
+    │   ├── LabelError           a label that is not valid for the dataset
+    │   ├── ModelNotServable     the run has no final weights and no stored ONNX model
+    │   └── TensorError          an inference request's tensor: shape, datatype, size, encoding
     ├── FetchError               download or checksum failure
     ├── RunClosed                a call on a run that has already ended
     ├── SweepError               a sweep cannot go on (no sweep tables, a lost trial)
@@ -93,6 +96,18 @@ class UnsafeArchive(InputError):
 
 
 class LabelError(InputError):
+    pass
+
+
+class ModelNotFound(NotFound):
+    pass
+
+
+class ModelNotServable(InputError):
+    pass
+
+
+class TensorError(InputError):
     pass
 
 

@@ -29,6 +29,8 @@ VIEWS = {
     "class_scores",
     "class_curves",
     "calibration",
+    "model_alias_history",
+    "served_hourly",
 }
 
 

@@ -33,6 +33,7 @@ def _register() -> None:
         db_commands,
         demo_commands,
         eval_commands,
+        model_commands,
         serve_commands,
         sweep_commands,
         train_commands,
@@ -45,6 +46,7 @@ def _register() -> None:
         sweep_commands,
         eval_commands,
         serve_commands,
+        model_commands,
         demo_commands,
     ):
         module.register(cli)

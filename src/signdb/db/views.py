@@ -184,4 +184,29 @@ VIEWS: dict[str, str] = {
     FROM signdb.sweep_trials
     WHERE state = 'COMPLETE' AND run_status = 'succeeded'
     GROUP BY sweep, params""",
+    "model_alias_history": """
+    SELECT e.alias, e.run_id, e.previous_run_id, e.changed_by, e.changed_at,
+           r.model, r.engine, d.name AS dataset, e.id AS event_id
+    FROM signdb.model_alias_events e
+    LEFT JOIN signdb.runs r ON r.id = e.run_id
+    LEFT JOIN signdb.datasets d ON d.id = r.dataset_id""",
+    "served_hourly": """
+    SELECT p.model, p.run_id, p.hour,
+           sum(p.predictions)::bigint AS predictions,
+           sum(p.confidence_sum) / sum(p.predictions) AS mean_confidence,
+           sum(p.latency_sum) / sum(p.predictions) AS mean_latency_ms,
+           jsonb_object_agg(coalesce(c.name, p.predicted::text), p.predictions) AS class_counts,
+           jsonb_object_agg(coalesce(c.name, p.predicted::text),
+                            p.predictions::double precision / p.total) AS class_mix
+    FROM (SELECT s.model, s.run_id, date_trunc('hour', s.served_at) AS hour, s.predicted,
+                 count(*) AS predictions,
+                 sum(count(*)) OVER (PARTITION BY s.model, s.run_id,
+                                     date_trunc('hour', s.served_at))::double precision AS total,
+                 sum(s.confidence::double precision) AS confidence_sum,
+                 sum(s.latency_ms::double precision) AS latency_sum
+          FROM signdb.served_predictions s
+          GROUP BY s.model, s.run_id, date_trunc('hour', s.served_at), s.predicted) p
+    LEFT JOIN signdb.runs r ON r.id = p.run_id
+    LEFT JOIN signdb.classes c ON c.dataset_id = r.dataset_id AND c.label = p.predicted
+    GROUP BY p.model, p.run_id, p.hour""",
 }

@@ -23,6 +23,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
@@ -31,10 +32,12 @@ from sqlalchemy import Engine
 from signdb.db.engine import retrying, transaction
 from signdb.errors import InvalidArgument, RunClosed, RunInterrupted, SignDBError
 from signdb.ml.metrics import DEFAULT_THRESHOLDS, parse_thresholds
+from signdb.store import onnx_models as onnx_store
 from signdb.store import runs as run_store
 from signdb.store import weights as weight_store
 from signdb.tracking.data import RunData
 from signdb.tracking.logger import Heartbeat, MetricLogger, check_metric, default_retry_seconds
+from signdb.tracking.onnx_model import check_onnx_model
 from signdb.tracking.pool import ImagePool
 from signdb.tracking.predictions import (
     BOOTSTRAP,
@@ -250,6 +253,28 @@ class Run:
             "saving weights",
             lambda s: weight_store.save_tensors(s, self.id, step, arrays, final=final),
         )
+
+    def save_onnx(self, model: bytes | str | Path) -> str:
+        """Store an ONNX model with the run (its bytes, or a path): the run becomes servable.
+
+        The model takes one float32 input ``[N, H, W, C]`` in [0, 1] (what
+        :meth:`arrays` gives) and outputs class probabilities ``[N, K]`` in
+        :attr:`classes` order; it is run on two images before it is stored, so
+        one that does not fit is refused here. ``signdb serve`` and ``signdb
+        export`` then use this file. Returns its sha256 (docs/serving.md has an example).
+
+        >>> with db.start_run("shapes", "doc:onnx") as run:
+        ...     run.save_onnx(b"not a model")  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        signdb.errors.InvalidArgument: not an ONNX model ...
+        """
+        self._check_open()
+        data, digest = check_onnx_model(model, self.data.shape, len(self.classes))
+        self._write(
+            "saving an ONNX model", lambda s: onnx_store.save_onnx(s, self.id, data, digest)
+        )
+        return digest
 
     def checkpoint(
         self, step: int, tensors: Mapping[str, np.ndarray], *, final: bool, total_steps: int
