@@ -156,3 +156,38 @@ def test_signing_in_with_a_token_sets_a_cookie_scripts_cannot_read(page, served)
     finally:
         assert stop(proc) == 0
         revoke_token(get_engine(served.url), "browser-user")
+
+
+def _sign_in(page, base: str, token: str, then: str) -> None:
+    page.goto(f"{base}/login?next={then}")
+    page.fill("#token", token)
+    page.click("button[type=submit]")
+    page.wait_for_url(f"{base}{then}")
+
+
+def test_a_viewer_cannot_point_an_alias_and_an_editor_can(browser, served):
+    engine = get_engine(served.url)
+    tokens = {role: create_token(engine, f"ui-{role}", role)[0] for role in ("viewer", "editor")}
+    proc, base, _ = start(served.url, "--host", "0.0.0.0", "--port", str(free_port()))
+    try:
+        for role in ("viewer", "editor"):
+            context = browser.new_context()
+            page = context.new_page()
+            _sign_in(page, base, tokens[role], "/models")
+            page.fill("input[name=alias]", "ui-champion")
+            page.fill("input[name=run_id]", str(served.runs["a"]))
+            page.click("#point-alias button")
+            if role == "viewer":
+                page.wait_for_function(
+                    "() => document.querySelector('#point-result').dataset.status"
+                )
+                assert page.locator("#point-result").get_attribute("data-status") == "403"
+                assert "editor token" in page.locator("#point-result").inner_text()
+            else:
+                page.wait_for_selector('tr[data-alias="ui-champion"]')
+                assert "ui-editor" in page.locator('tr[data-alias="ui-champion"]').inner_text()
+            context.close()
+    finally:
+        assert stop(proc) == 0
+        for role in ("viewer", "editor"):
+            revoke_token(engine, f"ui-{role}")

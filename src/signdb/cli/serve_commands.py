@@ -31,9 +31,24 @@ from signdb.errors import ConfigError, InvalidArgument
     metavar="FRACTION",
     help="Share of served predictions to log to the database (0: none).",
 )
+@click.option(
+    "--invocations-model",
+    default="champion",
+    show_default=True,
+    metavar="NAME",
+    help="The alias (or run-<id>) MLflow's POST /invocations is answered by.",
+)
 @common_options
-def serve(ctx: Context, host: str, port: int, workers: int, log_predictions: float) -> None:
-    """Serve the web UI and the JSON API (/api/v1) over this database until Ctrl-C.
+def serve(
+    ctx: Context,
+    host: str,
+    port: int,
+    workers: int,
+    log_predictions: float,
+    invocations_model: str,
+) -> None:
+    """Serve the web UI, the JSON API (/api/v1) and the models (the Open Inference
+    Protocol under /v2, MLflow's /invocations) over this database until Ctrl-C.
 
     On a loopback address (the default) anyone on this machine may read
     without a token. On any other address every request needs a token, and
@@ -71,6 +86,7 @@ def serve(ctx: Context, host: str, port: int, workers: int, log_predictions: flo
         port=port,
         open=loopback,
         log_predictions=log_predictions,
+        invocations_model=invocations_model,
     )
     os.environ.update(settings.to_env())  # what each worker process builds its app from
     access = "open to this machine" if loopback else "tokens required"

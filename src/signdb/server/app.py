@@ -8,6 +8,8 @@ each route stays as thin as a CLI command (one capability call).
 from __future__ import annotations
 
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 from fastapi import FastAPI
@@ -16,7 +18,7 @@ from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from signdb import __version__
-from signdb.server import api, errors, pages
+from signdb.server import api, errors, inference, pages
 from signdb.server.auth import ServerState
 from signdb.server.settings import ServerSettings, is_loopback
 
@@ -36,7 +38,15 @@ SECURITY_HEADERS = [
 
 
 def create_app(settings: ServerSettings) -> FastAPI:
+    state = ServerState(settings)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        yield
+        state.close()
+
     app = FastAPI(
+        lifespan=lifespan,
         title="signdb",
         version=__version__,
         summary="Runs, metrics, evaluations, sweeps and datasets kept in PostgreSQL.",
@@ -44,9 +54,10 @@ def create_app(settings: ServerSettings) -> FastAPI:
         docs_url=None,  # the interactive docs load their scripts from a CDN
         redoc_url=None,
     )
-    app.state.signdb = ServerState(settings)
+    app.state.signdb = state
     errors.install(app, pages.render_error)
     app.include_router(api.router)
+    app.include_router(inference.router)
     app.include_router(pages.router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     if settings.open and is_loopback(settings.host):

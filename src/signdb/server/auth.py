@@ -20,6 +20,7 @@ from signdb.access import ANONYMOUS, Identity, authenticate
 from signdb.db.engine import get_engine
 from signdb.db.role_engines import EDITOR, VIEWER, role_engine
 from signdb.server.settings import ServerSettings
+from signdb.serving import PredictionLog
 
 COOKIE = "signdb_token"
 
@@ -45,6 +46,20 @@ class ServerState:
 
     def engine_for(self, identity: Identity) -> Engine:
         return role_engine(self.settings.database_url, EDITOR if identity.editor else VIEWER)
+
+    @cached_property
+    def prediction_log(self) -> PredictionLog | None:
+        """Where served predictions go (None: ``--log-predictions 0``). The server writes
+        them itself, as ``signdb_writer``, whoever asked for the prediction."""
+        if not self.settings.log_predictions:
+            return None
+        writer = role_engine(self.settings.database_url, EDITOR)
+        return PredictionLog(writer, self.settings.log_predictions)
+
+    def close(self) -> None:
+        """Write what the prediction log still holds (at shutdown)."""
+        if "prediction_log" in self.__dict__ and self.prediction_log is not None:
+            self.prediction_log.close()
 
 
 @dataclass(frozen=True)

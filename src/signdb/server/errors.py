@@ -26,6 +26,8 @@ from signdb.errors import (
 )
 from signdb.server.auth import AuthError
 from signdb.server.encoding import json_response
+from signdb.server.inference import PROTOCOL_PREFIXES
+from signdb.serving import http_status as protocol_status
 
 log = logging.getLogger("signdb.server")
 
@@ -49,6 +51,8 @@ def install(app: FastAPI, render_error) -> None:  # noqa: ANN001 - (request, sta
 
     @app.exception_handler(SignDBError)
     async def _ours(request: Request, e: SignDBError) -> Response:
+        if request.url.path.startswith(PROTOCOL_PREFIXES):
+            return answer(request, protocol_status(e), str(e))
         return answer(request, status_of(e), str(e))
 
     @app.exception_handler(exc.DBAPIError)

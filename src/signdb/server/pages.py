@@ -13,7 +13,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 from markupsafe import Markup
 
-from signdb import explore
+from signdb import explore, serving
 from signdb.access import authenticate
 from signdb.ml.scores import SCORE_NAMES
 from signdb.server.api import live_since, run_query
@@ -187,6 +187,13 @@ def leaderboard_page(request: Request, caller: Viewer, dataset: str | None = Non
         "leaderboard.html",
         "/leaderboard",
         data=explore.leaderboard(caller.engine, dataset or None),
+    )
+
+
+@router.get("/models", response_class=HTMLResponse)
+def models_page(request: Request, caller: Viewer) -> HTMLResponse:
+    return render(
+        request, "models.html", "/models", data={"models": serving.list_models(caller.engine)}
     )
 
 

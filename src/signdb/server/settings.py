@@ -25,8 +25,10 @@ class ServerSettings:
     port: int = 8765
     #: Whether a request without a token may read (on loopback only).
     open: bool = True
-    #: Share of served predictions logged to the database (issue 22's --log-predictions).
+    #: Share of served predictions logged to the database (``--log-predictions``).
     log_predictions: float = 0.0
+    #: The model MLflow's ``/invocations`` route answers with (an alias or ``run-<id>``).
+    invocations_model: str = "champion"
 
     def to_env(self) -> dict[str, str]:
         return {
@@ -35,6 +37,7 @@ class ServerSettings:
             f"{_ENV}PORT": str(self.port),
             f"{_ENV}OPEN": "1" if self.open else "0",
             f"{_ENV}LOG_PREDICTIONS": str(self.log_predictions),
+            f"{_ENV}INVOCATIONS_MODEL": self.invocations_model,
         }
 
     @classmethod
@@ -46,6 +49,7 @@ class ServerSettings:
             port=int(env.get(f"{_ENV}PORT", "8765")),
             open=env.get(f"{_ENV}OPEN", "1") == "1",
             log_predictions=float(env.get(f"{_ENV}LOG_PREDICTIONS", "0")),
+            invocations_model=env.get(f"{_ENV}INVOCATIONS_MODEL", "champion"),
         )
 
     @property

@@ -298,7 +298,25 @@ async function refreshRuns() {
   }
 }
 
-const PAGES = {runs: initRuns, run: initRun, compare: initCompare, sweep: initSweep};
+function initModels() {
+  const form = document.getElementById("point-alias");
+  form.addEventListener("submit", async event => {
+    event.preventDefault();
+    const alias = form.elements.alias.value.trim();
+    const response = await fetch(`/api/v1/models/${encodeURIComponent(alias)}`, {
+      method: "PUT",
+      headers: {"Content-Type": "application/json", Accept: "application/json"},
+      body: JSON.stringify({run_id: Number(form.elements.run_id.value)}),
+    });
+    const body = await response.json();
+    const result = document.getElementById("point-result");
+    result.dataset.status = String(response.status);
+    if (response.ok) window.location.reload();
+    else result.textContent = `${response.status}: ${body.error}`;
+  });
+}
+
+const PAGES = {runs: initRuns, run: initRun, compare: initCompare, sweep: initSweep, models: initModels};
 
 document.addEventListener("DOMContentLoaded", () => {
   const init = PAGES[document.body.dataset.page];
