@@ -22,7 +22,9 @@ background load on the two shared cores hits them alike; latencies are the
 pooled p50 and p99 of the calls.
 
 HTTP rows (requests/s, p50/p99 at batch 1 and 64 with 1 and 8 clients, as a
-ratio of in-process onnxruntime) run when ``SIGNDB_BENCH_SERVE_URL`` names a
+ratio of in-process onnxruntime) run against two ``signdb serve`` processes the
+benchmark starts on its scratch database (without, then with
+``--log-predictions 1``), or against ``SIGNDB_BENCH_SERVE_URL`` when set to a
 running ``signdb serve`` (``SIGNDB_BENCH_SERVE_MODELS``: its aliases of the CNN
 and the MLP, default ``cnn,mlp``; ``SIGNDB_BENCH_SERVE_TOKEN``: a viewer token;
 ``SIGNDB_BENCH_SERVE_URL_LOGGING``: the same server started with
@@ -34,10 +36,14 @@ from __future__ import annotations
 
 import http.client
 import os
+import socket
 import statistics
+import subprocess
+import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -235,6 +241,36 @@ def _http_load(
     return len(latencies) / (time.perf_counter() - started), latencies
 
 
+@contextmanager
+def serving(url: str, *args: str) -> Iterator[str]:
+    """A ``signdb serve`` process on ``url``'s database (loopback, open), its base URL."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "signdb", "serve", "--port", str(port), *args],
+        env={**os.environ, "SIGNDB_DATABASE_URL": url},
+        stdout=subprocess.DEVNULL,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+                conn.request("GET", "/v2/health/live")
+                conn.getresponse().read()
+                break
+            except OSError:
+                if time.monotonic() > deadline or proc.poll() is not None:
+                    raise RuntimeError("signdb serve did not answer") from None
+                time.sleep(0.2)
+        yield base
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
 def run() -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = [{"path": "load average at start", "value": os.getloadavg()[0]}]
     base: dict = {}
@@ -255,14 +291,17 @@ def run() -> list[dict[str, Any]]:
         finally:
             log.close()
             rows.append({"path": "log rows written", "value": log.written})
-            rows.append({"path": "load average at end", "value": os.getloadavg()[0]})
-    url = os.environ.get("SIGNDB_BENCH_SERVE_URL")
-    if not url:
-        rows.append({"path": "http", "value": "skipped: set SIGNDB_BENCH_SERVE_URL"})
-        return rows
-    names = os.environ.get("SIGNDB_BENCH_SERVE_MODELS", "cnn,mlp").split(",")
-    models = dict(zip(MODELS, names, strict=True))
-    rows += http_rows(url, models, base, logging=False)
-    if logged := os.environ.get("SIGNDB_BENCH_SERVE_URL_LOGGING"):
-        rows += http_rows(logged, models, base, logging=True)
+        names = os.environ.get("SIGNDB_BENCH_SERVE_MODELS", "cnn,mlp").split(",")
+        models = dict(zip(MODELS, names, strict=True))
+        if url := os.environ.get("SIGNDB_BENCH_SERVE_URL"):
+            rows += http_rows(url, models, base, logging=False)
+            if logged := os.environ.get("SIGNDB_BENCH_SERVE_URL_LOGGING"):
+                rows += http_rows(logged, models, base, logging=True)
+        else:  # our own servers on the scratch database, without and with the log
+            database = engine.url.render_as_string(hide_password=False)
+            with serving(database) as url:
+                rows += http_rows(url, models, base, logging=False)
+            with serving(database, "--log-predictions", "1") as url:
+                rows += http_rows(url, models, base, logging=True)
+        rows.append({"path": "load average at end", "value": os.getloadavg()[0]})
     return rows
