@@ -1,7 +1,7 @@
 """The import graph, read with ast: imports run downward only, and each layer keeps to its job.
 
     cli, the public API (signdb/__init__)     top
-      -> capabilities: loading, tracking, training, evaluation, sweeps, reporting, demo
+      -> capabilities: loading, tracking, training, evaluation, sweeps, reporting, demo, queue
          (each may use those listed before it)
       -> store, data, ml                      (store may use data's types)
       -> db
@@ -23,7 +23,9 @@ import signdb
 ROOT = Path(signdb.__file__).parent
 
 FOUNDATION = {"errors", "config", "results", "_version"}
-CAPABILITIES = ["loading", "tracking", "training", "evaluation", "sweeps", "reporting", "demo"]
+CAPABILITIES = [
+    "loading", "tracking", "training", "evaluation", "sweeps", "reporting", "demo", "queue",
+]  # fmt: skip
 TOP = {"__init__", "__main__", "cli", "api", "torch"}
 LEVEL = {
     **dict.fromkeys(FOUNDATION, 0),

@@ -33,6 +33,7 @@ def _register() -> None:
         db_commands,
         demo_commands,
         eval_commands,
+        queue_commands,
         sweep_commands,
         train_commands,
     )
@@ -44,6 +45,7 @@ def _register() -> None:
         sweep_commands,
         eval_commands,
         demo_commands,
+        queue_commands,  # after train and sweep: it adds `runs cancel` and `sweep submit`
     ):
         module.register(cli)
 

@@ -83,7 +83,10 @@ def create_run(
     pid: int,
     val_fraction: float = 0.0,
     split: str = "hash",
+    status: str = "running",
 ) -> int:
+    """A new run: ``running`` (started here and now) or ``queued`` (for a worker)."""
+    started = text("now()") if status == "running" else None
     return session.execute(
         runs.insert()
         .values(
@@ -98,9 +101,9 @@ def create_run(
             test_fraction=test_fraction,
             val_fraction=val_fraction,
             split=split,
-            status="running",
-            started_at=text("now()"),
-            heartbeat_at=text("now()"),
+            status=status,
+            started_at=started,
+            heartbeat_at=started,
             code_version=code_version,
             host=host,
             pid=pid,
