@@ -134,9 +134,11 @@ def runs_cancel(ctx: Context, run_id: int) -> None:
     result = cancel_run(ctx.db.engine, run_id)
     ctx.emit(
         result,
-        lambda r: f"run {r['run_id']} cancelled"
-        if not r["cancel_requested"]
-        else f"run {r['run_id']} stops at its next step, checkpoints and ends cancelled",
+        lambda r: (
+            f"run {r['run_id']} cancelled"
+            if not r["cancel_requested"]
+            else f"run {r['run_id']} stops at its next step, checkpoints and ends cancelled"
+        ),
     )
 
 

@@ -144,6 +144,8 @@ def requeue(session: Session, run_id: int, attempt: int, *, reason: str, lost: i
     run = lock_run(session, run_id)
     if run.attempt != attempt or run.status not in LIVE:
         return None
+    if run.job_id is not None:
+        cancel_job(session, run.job_id, abort=False)  # a job still waiting makes way (no-op if not)
     job_id = enqueue_run(
         session, run_id, queue=run.queue or "default", priority=run.priority or 0, lost=lost
     )
