@@ -266,3 +266,56 @@ def test_priorities_and_queues(queue_db, pgq, workers):
     assert started[high] < started[low]  # submitted last, started first
     assert _run(pgq, gpu)[:2] == ("queued", 0)
     assert _run(pgq, low)[0] == _run(pgq, high)[0] == "succeeded"
+
+
+def test_two_workers_keep_going_through_a_server_restart(mini_dataset_dir, tmp_path, workers):
+    """A private embedded server (the session's shared one must not restart under others)."""
+    import shutil
+    import tempfile
+
+    from signdb.db.embedded import EmbeddedServer
+
+    root = Path(tempfile.mkdtemp(prefix="signdb-queue-restart-"))
+    root.chmod(0o755)
+    server = EmbeddedServer(root / "home")
+    try:
+        url = server.ensure_running()
+        env = {"SIGNDB_DATABASE_URL": url}
+        assert signdb("db", "upgrade", env=env).returncode == 0
+        tree = tmp_path / "mini01"
+        for label in ("0", "1"):
+            shutil.copytree(mini_dataset_dir / label, tree / label)
+        assert signdb("load", str(tree), "--dataset", "mini01", env=env).returncode == 0
+        engine = get_engine(url)
+        run_ids = [submit(engine, _spec(LONG, seed=s)) for s in range(2)]
+        engine.dispose()
+        procs = [workers.start(env=env) for _ in range(2)]
+        info = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+        with psycopg.connect(info, autocommit=True) as pg:
+            _wait_for(pg, "SELECT count(*) FROM signdb.runs WHERE status = 'running' AND steps_done > 0",
+                      [], lambda r: r[0] == 2, what="both runs training")  # fmt: skip
+        server.stop("fast")
+        time.sleep(2.0)
+        server.ensure_running()
+        with psycopg.connect(info, autocommit=True) as pg:
+            rows = _wait_for(
+                pg, "SELECT array_agg(status ORDER BY id), array_agg(attempt ORDER BY id) "
+                "FROM signdb.runs", [], lambda r: set(r[0]) <= {"succeeded", "failed"},
+                timeout=120, what="both runs to end",
+            )  # fmt: skip
+            assert rows == (["succeeded", "succeeded"], [1, 1])  # nothing lost, nothing re-queued
+            for run_id in run_ids:
+                _each_step_once(pg, run_id, LONG)
+            # The workers are still there and still listening: a new run is taken at once.
+            assert all(p.poll() is None for p in procs), [workers.log(p) for p in procs]
+            late = submit(get_engine(url), _spec(50))
+            _wait_for(pg, "SELECT status FROM signdb.runs WHERE id = %s", [late],
+                      lambda r: r[0] == "succeeded", timeout=30, what="a run after the restart")  # fmt: skip
+        for proc in procs:
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(30) == 0, workers.log(proc)
+    finally:
+        workers.stop_all()
+        get_engine(url).dispose()
+        server.stop("immediate")
+        shutil.rmtree(root, ignore_errors=True)
