@@ -27,7 +27,6 @@ import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from multiprocessing import forkserver
 from typing import Any
 
 from procrastinate import App, JobContext
@@ -311,7 +310,7 @@ async def _serve(state: _State) -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, worker.stop)
-        await asyncio.to_thread(forkserver.ensure_running)  # its imports overlap our start
+        await asyncio.to_thread(_warm_up, state.mp)
         reaper = asyncio.create_task(_reap_forever(state))
         state.log(
             f"worker {state.host} pid {state.pid} on queue(s) {', '.join(settings.queues)}, "
@@ -324,6 +323,13 @@ async def _serve(state: _State) -> None:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.remove_signal_handler(sig)
     state.log(f"worker {state.host} pid {state.pid} stopped")
+
+
+def _warm_up(mp: Any) -> None:
+    """Start the fork server (its imports) and one child now, not with the first run."""
+    process = mp.Process(target=os.getpid, name="signdb-warm-up")
+    process.start()
+    process.join()
 
 
 async def _reap_forever(state: _State) -> None:

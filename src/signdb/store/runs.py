@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import text, update
+from sqlalchemy import func, text, update
 from sqlalchemy.orm import Session
 
 from signdb.data.splits import SPLITS, SplitPlan
@@ -209,6 +209,8 @@ def mark_resumed(session: Session, run_id: int, pid: int, host: str) -> None:
         .values(
             status="running",
             heartbeat_at=text("now()"),
+            # A queued run starts when a worker first takes it up.
+            started_at=func.coalesce(runs.c.started_at, func.now()),
             finished_at=None,
             error=None,
             pid=pid,
