@@ -143,6 +143,10 @@ def test_six_runs_two_workers_each_run_exactly_once(queue_db, pgq, workers):
     assert all(r[4:] == ("succeeded", 1) for r in rows), rows  # one job, started once
     assert {r[3] for r in rows} <= {p.pid for p in procs}
     assert pgq.execute("SELECT count(*) FROM procrastinate.procrastinate_jobs").fetchone()[0] == 6
+    started = pgq.execute(
+        "SELECT count(*) FROM signdb.runs WHERE started_at > created_at AND finished_at > started_at"
+    ).fetchone()[0]
+    assert started == 6  # a queued run starts when a worker begins training it
 
 
 def test_a_sigkilled_worker_s_run_resumes_elsewhere_with_the_same_weights(queue_db, pgq, workers):
