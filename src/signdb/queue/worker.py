@@ -54,6 +54,8 @@ GRACE_SECONDS = 60.0
 POLL_SECONDS = 5.0
 
 Log = Callable[[str], None]
+CANCELLED = "cancelled"
+REQUEUED = "stopped; queued again"
 
 
 class RunFailed(SignDBError):
@@ -144,7 +146,7 @@ def build_app(state: _State) -> App:
 
     @app.task(name=SWEEP_TASK, pass_context=True)
     async def sweep(context: JobContext, sweep: str, lost: int = 0) -> dict[str, Any]:
-        return await _sweep_job(state, context, sweep)
+        return await _sweep_job(state, context, sweep, lost)
 
     return app
 
@@ -167,26 +169,41 @@ async def _run_job(state: _State, context: JobContext, run_id: int, lost: int) -
         name=f"signdb-run-{run_id}",
     )
     stop = await _supervise(process, context)
-    outcome = await asyncio.to_thread(
-        state.write,
-        f"recording how run {run_id} ended",
-        lambda s: _conclude(s, state, run_id, attempt, lost, process.exitcode, stop),
+    # Shielded: a second cancel must not leave the run without its ending.
+    outcome = await asyncio.shield(
+        asyncio.to_thread(
+            state.write,
+            f"recording how run {run_id} ended",
+            lambda s: _conclude(s, state, run_id, attempt, lost, process.exitcode, stop),
+        )
     )
     state.log(f"run {run_id}: attempt {attempt} {outcome} after {time.monotonic() - started:.1f} s")
-    if stop is not None:
+    if outcome in (CANCELLED, REQUEUED):
         raise asyncio.CancelledError  # procrastinate records the job as aborted
     if outcome.startswith("failed"):
         raise RunFailed(f"run {run_id} {outcome}")
     return {"run_id": run_id, "attempt": attempt, "outcome": outcome}
 
 
-async def _sweep_job(state: _State, context: JobContext, sweep: str) -> dict[str, Any]:
+async def _sweep_job(state: _State, context: JobContext, sweep: str, lost: int) -> dict[str, Any]:
     state.log(f"sweep {sweep}: a sweep worker starts (job {context.job.id})")
     process = state.mp.Process(
         target=child.sweep_work, args=(state.url, sweep, state.pid), name=f"signdb-sweep-{sweep}"
     )
     stop = await _supervise(process, context)
     state.log(f"sweep {sweep}: the sweep worker exited with status {process.exitcode}")
+    if stop == AbortReason.SHUTDOWN:  # its trial went back to the sweep; the job to the queue
+        job = context.job
+        await asyncio.shield(
+            asyncio.to_thread(
+                state.write,
+                f"queueing a worker of sweep {sweep!r} again",
+                lambda s: queue_store.defer_job(
+                    s, task=SWEEP_TASK, queue=job.queue, priority=job.priority,
+                    args={"sweep": sweep, "lost": lost},
+                ),
+            )
+        )  # fmt: skip
     if stop is not None:
         raise asyncio.CancelledError
     return {"sweep": sweep, "exitcode": process.exitcode}
@@ -195,7 +212,7 @@ async def _sweep_job(state: _State, context: JobContext, sweep: str) -> dict[str
 async def _supervise(process: Any, context: JobContext) -> AbortReason | None:
     """Start ``process`` and wait for it; a cancel (abort or shutdown) sends it SIGTERM and
     waits for it to checkpoint and exit. Returns why it was stopped, or None."""
-    await asyncio.to_thread(process.start)
+    process.start()  # a request to the fork server: milliseconds, and nothing to cancel
     stop = None
     while True:
         try:
@@ -245,11 +262,11 @@ def _conclude(
             session, run_id, attempt, "cancelled",
             f"cancelled while running; its last checkpoint is kept (`signdb train --resume {run_id}`)",
         )  # fmt: skip
-        return "cancelled"
+        return CANCELLED
     if stop == AbortReason.SHUTDOWN or status == "interrupted":
         reason = f"its worker ({where}) stopped; queued again to resume from its checkpoint"
         queue_store.requeue(session, run_id, attempt, reason=reason, lost=lost)
-        return "stopped; queued again"
+        return REQUEUED
     if status == "queued":
         error = f"the worker ({where}) could not start it (exit status {exitcode})"
         queue_store.end_run(session, run_id, attempt, "failed", error)
