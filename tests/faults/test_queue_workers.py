@@ -32,11 +32,11 @@ LONG = 12_000  # logistic-regression steps: ~6 s on the mini subset
 CHECKPOINT_EVERY = 500
 
 
-def _spec(iterations: int, **kw):
+def _spec(iterations: int, checkpoint_every: int = CHECKPOINT_EVERY, **kw):
     return train_spec(
         dataset="mini01",
         hyperparams={"iterations": iterations},
-        checkpoint_every=CHECKPOINT_EVERY,
+        checkpoint_every=checkpoint_every,
         **kw,
     )
 
@@ -194,6 +194,49 @@ def _alive(pid: int) -> bool:
     # A zombie (exited, not yet reaped by its parent) counts as gone.
     stat = Path(f"/proc/{pid}/stat")
     return not (stat.exists() and stat.read_text().split(")")[-1].split()[0] == "Z")
+
+
+def test_a_paused_worker_s_attempt_is_superseded_and_writes_nothing(queue_db, pgq, workers):
+    """SIGSTOP a worker and its trainer past the grace: another worker resumes the run; on
+    SIGCONT the old trainer's first transaction is refused and it exits, and the run ends
+    as if nothing happened."""
+    engine = get_engine(queue_db)
+    # Checkpoints every 2,000 steps: the trainer is rarely inside a transaction when
+    # stopped (one held open would keep the run row until PostgreSQL ends the session).
+    reference = training.train(engine, _spec(LONG, checkpoint_every=2000, name="uninterrupted"))
+    run_id = submit(engine, _spec(LONG, checkpoint_every=2000))
+    paused = workers.start()
+    _, _, _, _, trainer, _ = _wait_for(
+        pgq, "SELECT status, attempt, steps_done, worker_pid, pid, error FROM signdb.runs WHERE id = %s",
+        [run_id], lambda r: r[0] == "running" and r[2] >= 2000, what="a checkpoint",
+    )  # fmt: skip
+    for pid in (paused.pid, trainer):
+        os.kill(pid, signal.SIGSTOP)
+    try:
+        taker = workers.start()
+        _wait_for(pgq, "SELECT attempt, status FROM signdb.runs WHERE id = %s", [run_id],
+                  lambda r: r == (2, "running"), timeout=60, what="attempt 2 running")  # fmt: skip
+    finally:
+        for pid in (trainer, paused.pid):
+            os.kill(pid, signal.SIGCONT)
+    status, attempt, done, worker_pid, _, error = _wait_for(
+        pgq, "SELECT status, attempt, steps_done, worker_pid, pid, error FROM signdb.runs WHERE id = %s",
+        [run_id], lambda r: r[0] in ("succeeded", "failed"), timeout=90, what="the run to end",
+    )  # fmt: skip
+    assert (status, attempt, done, worker_pid) == ("succeeded", 2, LONG, taker.pid), error
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and "was superseded" not in workers.log(paused):
+        time.sleep(0.2)
+    log = workers.log(paused)
+    assert f"run {run_id} attempt 1 was superseded by attempt 2" in log, log
+    assert f"run {run_id}: attempt 1 was superseded by attempt 2; it wrote nothing more" in log
+    assert not _alive(trainer)
+    assert "closed by another worker's reaper while this worker was silent" in log
+    assert "Traceback" not in log
+    assert paused.poll() is None, log  # the woken worker goes on serving
+    _each_step_once(pgq, run_id, LONG)
+    ours, theirs = _final_weights(queue_db, run_id), _final_weights(queue_db, reference.run_id)
+    assert all(np.array_equal(ours[k], theirs[k]) for k in theirs)
 
 
 def test_sigterm_checkpoints_and_queues_the_run_for_another_worker(queue_db, pgq, workers):

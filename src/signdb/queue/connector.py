@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 
 import psycopg
 import psycopg_pool
-from procrastinate import PsycopgConnector, exceptions
+from procrastinate import PsycopgConnector, exceptions, sql
 
 logger = logging.getLogger("signdb.queue")
 T = TypeVar("T")
@@ -61,7 +61,18 @@ class ResilientConnector(PsycopgConnector):
 
     async def execute_query_async(self, query: Any, **arguments: Any) -> None:
         parent = super().execute_query_async
-        return await self._retrying(lambda: parent(query, **arguments))
+        try:
+            return await self._retrying(lambda: parent(query, **arguments))
+        except exceptions.ConnectorException as e:
+            if query != sql.queries["finish_job"] or "not in \"doing\"" not in str(e.__cause__):
+                raise
+            # This worker was silent past the grace (paused, cut off) and a reaper
+            # closed the job and queued its run again: there is nothing left to record.
+            logger.warning(
+                "job %s was closed by another worker's reaper while this worker was silent",
+                arguments.get("job_id"),
+            )
+            return None
 
     async def execute_query_one_async(self, query: Any, **arguments: Any) -> dict[str, Any]:
         parent = super().execute_query_one_async

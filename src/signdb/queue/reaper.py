@@ -44,6 +44,7 @@ class Reaped(Result):
 def reap(engine: Engine, grace_seconds: float) -> Reaped:
     """Close the jobs of workers silent for ``grace_seconds`` and queue their runs again."""
     with transaction(engine, "re-queueing the runs of lost workers") as session:
+        queue_store.wait_briefly_for_locks(session)
         actions = [
             _reap_one(session, job, grace_seconds)
             for job in queue_store.stalled_jobs(session, grace_seconds)

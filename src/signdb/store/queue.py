@@ -271,6 +271,12 @@ class StalledJob:
     worker_id: int | None
 
 
+def wait_briefly_for_locks(session: Session) -> None:
+    """A reaper waits 2 s at most for a run row: one held by a paused trainer's open
+    transaction is tried again at the next look, not waited on for 30 s."""
+    session.execute(text("SET LOCAL lock_timeout = '2s'"))
+
+
 def stalled_jobs(session: Session, grace_seconds: float) -> list[StalledJob]:
     """Jobs in ``doing`` whose worker sent no heartbeat for ``grace_seconds`` (or is gone),
     locked for this transaction (SKIP LOCKED: another reaper has the rest).
