@@ -64,7 +64,7 @@ class ResilientConnector(PsycopgConnector):
         try:
             return await self._retrying(lambda: parent(query, **arguments))
         except exceptions.ConnectorException as e:
-            if query != sql.queries["finish_job"] or "not in \"doing\"" not in str(e.__cause__):
+            if query != sql.queries["finish_job"] or 'not in "doing"' not in str(e.__cause__):
                 raise
             # This worker was silent past the grace (paused, cut off) and a reaper
             # closed the job and queued its run again: there is nothing left to record.
