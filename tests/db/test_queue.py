@@ -349,3 +349,24 @@ def test_downgrade_turns_cancelled_runs_into_interrupted_and_drops_the_queue(min
     migrate.upgrade(engine)
     assert migrate.check(engine).ok
     assert submit(engine, _spec(dataset="mini", iterations=5)) > run_id
+
+
+def test_the_reaper_queues_a_run_whose_job_was_fetched_but_never_claimed(mini, pg):
+    engine = get_engine(mini)
+    run_id = submit(engine, _spec(dataset="mini", iterations=5))
+    job_id = _fetch_as_dead_worker(pg, seconds_ago=0)  # a live worker that never heard back
+    assert reap(engine, grace_seconds=5).actions == []
+    pg.execute(
+        "UPDATE procrastinate.procrastinate_events SET at = now() - interval '30 s' "
+        "WHERE job_id = %s AND type = 'started'",
+        [job_id],
+    )
+    assert reap(engine, grace_seconds=5).actions == [(run_id, "queued again (never started)")]
+    status, new_job, attempt = pg.execute(
+        "SELECT status, job_id, attempt FROM signdb.runs WHERE id = %s", [run_id]
+    ).fetchone()
+    assert (status, attempt) == ("queued", 0) and new_job != job_id
+    args = pg.execute(
+        "SELECT args FROM procrastinate.procrastinate_jobs WHERE id = %s", [new_job]
+    ).fetchone()[0]
+    assert args["lost"] == 0  # nothing was lost: no retry used up

@@ -85,7 +85,11 @@ def _reap_one(session: Session, job: StalledJob, grace: float) -> tuple[Any, str
         )
         return run_id, "cancelled"
     if run.status == "queued":  # claimed, but training never began
-        reason = f"its worker ({where}) was lost before the run began; queued again"
+        reason = (
+            f"its worker ({where}) was lost before the run began; queued again"
+            if run.worker_host
+            else "its job was fetched but never claimed (a reply lost with a connection); queued again"
+        )
         queue_store.requeue(session, run_id, run.attempt, reason=reason, lost=lost)
         return run_id, "queued again (never started)"
     silent = f"no heartbeat for {grace:g} s"

@@ -282,7 +282,9 @@ def stalled_jobs(session: Session, grace_seconds: float) -> list[StalledJob]:
     locked for this transaction (SKIP LOCKED: another reaper has the rest).
 
     A run job is spared while its run still beats: a worker that is merely slow to
-    beat (paused, busy) with a live trainer is not lost.
+    beat (paused, busy) with a live trainer is not lost. A job fetched longer than
+    the grace ago whose run was never claimed is stalled whatever its worker does
+    (a fetch whose reply was lost to a dropped connection).
     """
     rows = session.execute(
         text(
@@ -291,10 +293,14 @@ def stalled_jobs(session: Session, grace_seconds: float) -> list[StalledJob]:
             "FROM procrastinate.procrastinate_jobs j "
             "LEFT JOIN procrastinate.procrastinate_workers w ON w.id = j.worker_id "
             "LEFT JOIN signdb.runs r ON j.task_name = :run_task AND r.job_id = j.id "
-            "WHERE j.status = 'doing' AND j.task_name IN (:run_task, :sweep_task) "
-            "AND (w.id IS NULL OR w.last_heartbeat < now() - make_interval(secs => :g)) "
+            "WHERE j.status = 'doing' AND j.task_name IN (:run_task, :sweep_task) AND (("
+            "(w.id IS NULL OR w.last_heartbeat < now() - make_interval(secs => :g)) "
             "AND NOT coalesce(r.status = 'running' "
-            "AND r.heartbeat_at >= now() - make_interval(secs => :g), false) "
+            "AND r.heartbeat_at >= now() - make_interval(secs => :g), false)"
+            ") OR ("  # fetched, never claimed: the fetch's reply was lost
+            "r.status = 'queued' AND r.heartbeat_at IS NULL AND EXISTS ("
+            "SELECT FROM procrastinate.procrastinate_events e WHERE e.job_id = j.id "
+            "AND e.type = 'started' AND e.at < now() - make_interval(secs => :g)))) "
             "FOR UPDATE OF j SKIP LOCKED"
         ),
         {"run_task": RUN_TASK, "sweep_task": SWEEP_TASK, "g": grace_seconds},
