@@ -370,3 +370,20 @@ def test_the_reaper_queues_a_run_whose_job_was_fetched_but_never_claimed(mini, p
         "SELECT args FROM procrastinate.procrastinate_jobs WHERE id = %s", [new_job]
     ).fetchone()[0]
     assert args["lost"] == 0  # nothing was lost: no retry used up
+
+
+def test_the_reaper_gives_a_job_back_to_a_queued_run_whose_job_ended(mini, pg):
+    engine = get_engine(mini)
+    run_id = submit(engine, _spec(dataset="mini", iterations=5))
+    job_id = _fetch_as_dead_worker(pg, seconds_ago=0)
+    pg.execute("SET search_path TO procrastinate")
+    pg.execute("SELECT procrastinate_finish_job_v1(%s, 'aborted', false)", [job_id])
+    pg.execute("RESET search_path")
+    assert reap(engine, grace_seconds=5).actions == [
+        (run_id, "queued again (its job had ended without it)")
+    ]
+    new_job = pg.execute("SELECT job_id FROM signdb.runs WHERE id = %s", [run_id]).fetchone()[0]
+    status = pg.execute(
+        "SELECT status::text FROM procrastinate.procrastinate_jobs WHERE id = %s", [new_job]
+    ).fetchone()
+    assert new_job != job_id and status == ("todo",)

@@ -16,7 +16,8 @@ What happens to a stalled job's run, in one transaction with the run locked:
   on another worker (the attempt number rises when that worker claims it, so
   the lost attempt can write nothing more); lost a second time, it fails, saying why.
 
-A sweep's worker job lost with its worker is queued again once; the trial it
+A queued run whose job ended without it (a worker stopped between the two
+writes) gets a new job. A sweep's worker job lost with its worker is queued again once; the trial it
 was running is failed and retried by the sweep's own heartbeat rules.
 """
 
@@ -49,6 +50,13 @@ def reap(engine: Engine, grace_seconds: float) -> Reaped:
             _reap_one(session, job, grace_seconds)
             for job in queue_store.stalled_jobs(session, grace_seconds)
         ]
+        for run_id, args in queue_store.orphaned_runs(session):
+            run = queue_store.lock_run(session, run_id)
+            queue_store.enqueue_run(
+                session, run_id, queue=run.queue or "default", priority=run.priority or 0,
+                lost=int(args.get("lost", 0)),
+            )  # fmt: skip
+            actions.append((run_id, "queued again (its job had ended without it)"))
     return Reaped([a for a in actions if a is not None])
 
 

@@ -153,28 +153,41 @@ def build_app(state: _State) -> App:
 
 async def _run_job(state: _State, context: JobContext, run_id: int, lost: int) -> dict[str, Any]:
     job_id = context.job.id
-    attempt = await asyncio.to_thread(
-        state.write,
-        f"claiming run {run_id}",
-        lambda s: queue_store.claim_run(s, run_id, job_id, state.host, state.pid),
+    claiming = asyncio.ensure_future(
+        asyncio.to_thread(
+            state.write,
+            f"claiming run {run_id}",
+            lambda s: queue_store.claim_run(s, run_id, job_id, state.host, state.pid),
+        )
     )
+    stop = None
+    try:
+        attempt = await asyncio.shield(claiming)
+    except asyncio.CancelledError:  # cancelled or stopping mid-claim: the claim still counts
+        stop = context.abort_reason() or AbortReason.SHUTDOWN
+        attempt = await claiming
     if attempt is None:
         state.log(f"run {run_id}: job {job_id} is stale (the run was cancelled or moved on)")
         return {"run_id": run_id, "status": "skipped"}
-    state.log(f"run {run_id}: attempt {attempt} starts (job {job_id}, queue {context.job.queue})")
     started = time.monotonic()
-    process = state.mp.Process(
-        target=child.train_run,
-        args=(state.url, run_id, attempt, state.pid),
-        name=f"signdb-run-{run_id}",
-    )
-    stop = await _supervise(process, context)
+    exitcode = None
+    if stop is None:
+        state.log(
+            f"run {run_id}: attempt {attempt} starts (job {job_id}, queue {context.job.queue})"
+        )
+        process = state.mp.Process(
+            target=child.train_run,
+            args=(state.url, run_id, attempt, state.pid),
+            name=f"signdb-run-{run_id}",
+        )
+        stop = await _supervise(process, context)
+        exitcode = process.exitcode
     # Shielded: a second cancel must not leave the run without its ending.
     outcome = await asyncio.shield(
         asyncio.to_thread(
             state.write,
             f"recording how run {run_id} ended",
-            lambda s: _conclude(s, state, run_id, attempt, lost, process.exitcode, stop),
+            lambda s: _conclude(s, state, run_id, attempt, lost, exitcode, stop),
         )
     )
     state.log(f"run {run_id}: attempt {attempt} {outcome} after {time.monotonic() - started:.1f} s")

@@ -325,3 +325,18 @@ def run_of_job(session: Session, job_id: int) -> int | None:
     return session.execute(
         text("SELECT id FROM signdb.runs WHERE job_id = :j"), {"j": job_id}
     ).scalar_one_or_none()
+
+
+def orphaned_runs(session: Session) -> list[tuple[int, dict[str, Any]]]:
+    """Queued runs whose job already ended (a worker stopped between closing the job and
+    recording the run): ``(run id, the job's args)``, rows locked (SKIP LOCKED)."""
+    rows = session.execute(
+        text(
+            "SELECT r.id, j.args FROM signdb.runs r "
+            "JOIN procrastinate.procrastinate_jobs j ON j.id = r.job_id "
+            "WHERE r.status = 'queued' "
+            "AND j.status IN ('succeeded', 'failed', 'aborted', 'cancelled') "
+            "FOR UPDATE OF r SKIP LOCKED"
+        )
+    )
+    return [(run_id, args) for run_id, args in rows]
