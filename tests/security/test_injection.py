@@ -286,6 +286,8 @@ ALLOWED = {
     ("store/images.py", "_sharded"): "interpolates the constant ORDER BY clauses of this module",
     ("db/roles.py", "optuna_grant_sql"): "schema and role names are module constants",
     ("db/sweep_storage.py", "ensure_tables"): "the schema name is the module constant SCHEMA",
+    ("db/roles.py", "queue_grant_sql"): "schema and role names are module constants",
+    ("db/queue_schema.py", "queue_drift"): "the scratch schema's name is the constant _EXPECTED",
 }
 
 
