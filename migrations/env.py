@@ -83,9 +83,16 @@ def _grant(connection) -> None:  # noqa: ANN001
         statements = roles.create_roles_sql() + roles.grant_sql()
         if sweep_storage.schema_exists(connection):
             statements += roles.optuna_grant_sql()
+        if _schema_exists(connection, "procrastinate"):  # the run queue (revision 0015)
+            statements += roles.queue_grant_sql()
         for statement in statements:
             connection.execute(text(statement))
         connection.commit()
+
+
+def _schema_exists(connection, name: str) -> bool:  # noqa: ANN001
+    found = connection.execute(text("SELECT FROM pg_namespace WHERE nspname = :n"), {"n": name})
+    return found.first() is not None
 
 
 if context.is_offline_mode():

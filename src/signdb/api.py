@@ -229,25 +229,47 @@ class Database:
         >>> result.status, result.test_accuracy is not None
         ('succeeded', True)
         """
-        spec = TrainSpec(
-            dataset=dataset,
-            model=model,
-            classes=parse_classes(classes),
-            hyperparams=dict(hyperparams),
+        spec = _train_spec(
+            dataset,
+            model,
+            classes=classes,
             seed=seed,
             test_fraction=test_fraction,
             val_fraction=val_fraction,
             split=split,
             name=name,
             engine=engine,
-            trainer=TrainerSettings(
-                cache=cache,
-                eval_every=eval_every,
-                checkpoint_every=checkpoint_every,
-                device=device,
-            ),
+            device=device,
+            cache=cache,
+            eval_every=eval_every,
+            checkpoint_every=checkpoint_every,
+            **hyperparams,
         )
         return train(self.engine, spec, progress=progress)
+
+    def submit(
+        self,
+        dataset: str,
+        model: str = "logreg",
+        *,
+        queue: str = "default",
+        priority: int = 0,
+        **train_args: Any,
+    ) -> int:
+        """Queue a run for ``signdb worker`` (what ``signdb submit`` does); returns its id.
+
+        Takes :meth:`train`'s arguments, checked the same way: bad input queues
+        nothing. Higher ``priority`` runs first; workers take the queues they
+        were started with.
+
+        >>> run_id = db.submit("shapes", classes="circle,square", iterations=5, queue="cpu")
+        >>> db.run(run_id)["status"]
+        'queued'
+        """
+        from signdb.queue import submit
+
+        spec = _train_spec(dataset, model, **train_args)
+        return submit(self.engine, spec, queue=queue, priority=priority)
 
     def resume(self, run_id: int, *, progress: Progress | None = None) -> TrainResult:
         """Continue an interrupted or failed built-in run from its last checkpoint.
@@ -386,3 +408,38 @@ def parse_classes(value: ClassesArg) -> list[int | str] | None:
             )
         return items
     return list(value)
+
+
+def _train_spec(
+    dataset: str,
+    model: str = "logreg",
+    *,
+    classes: ClassesArg = (0, 1),
+    seed: int = 42,
+    test_fraction: float = 0.15,
+    val_fraction: float = 0.0,
+    split: str = "auto",
+    name: str | None = None,
+    engine: str = "numpy",
+    device: str = "auto",
+    cache: str = "auto",
+    eval_every: int | None = None,
+    checkpoint_every: int | None = None,
+    **hyperparams: Any,
+) -> TrainSpec:
+    """What :meth:`Database.train` and :meth:`Database.submit` run, from their arguments."""
+    return TrainSpec(
+        dataset=dataset,
+        model=model,
+        classes=parse_classes(classes),
+        hyperparams=dict(hyperparams),
+        seed=seed,
+        test_fraction=test_fraction,
+        val_fraction=val_fraction,
+        split=split,
+        name=name,
+        engine=engine,
+        trainer=TrainerSettings(
+            cache=cache, eval_every=eval_every, checkpoint_every=checkpoint_every, device=device
+        ),
+    )

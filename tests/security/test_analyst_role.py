@@ -34,7 +34,8 @@ def _conninfo(url: str, **overrides: str) -> str:
     )
 
 
-SCHEMAS = ("signdb", "optuna")  # signdb's own, and the sweeps' Optuna tables
+#: signdb's own, the sweeps' Optuna tables, and the run queue's procrastinate tables
+SCHEMAS = ("signdb", "optuna", "procrastinate")
 
 
 @pytest.fixture
@@ -57,6 +58,10 @@ def populated(db_url: str, mini_dataset_dir: Path, tmp_path: Path) -> dict:
     assert created.returncode == 0, created.stderr
     worked = signdb("sweep", "work", "s")
     assert worked.returncode == 0, worked.stderr
+    for _ in range(2):  # rows in the queue's tables: a waiting job and a cancelled one
+        queued = signdb("submit", "--dataset", "a", "--iterations", "5", "--json")
+        assert queued.returncode == 0, queued.stderr
+    assert signdb("runs", "cancel", str(json.loads(queued.stdout)["run_id"])).returncode == 0
     return {"url": db_url, "run_id": run_id}
 
 
@@ -195,6 +200,16 @@ def test_the_analyst_role_is_read_only(populated: dict, analyst_login: str, pg_a
             "SELECT pg_read_file('/etc/hostname')",
             "COPY (SELECT 1) TO PROGRAM 'true'",
             "SELECT pg_reload_conf()",
+            # The queue: procrastinate's functions (EXECUTE is the writer's alone) and
+            # signdb's attempt fence (it locks the run row, which takes UPDATE).
+            f"SELECT signdb.check_attempt({run_id}, 0)",
+            "SELECT procrastinate.procrastinate_register_worker_v1()",
+            "SELECT procrastinate.procrastinate_fetch_job_v2(NULL, NULL)",
+            "SELECT procrastinate.procrastinate_cancel_job_v1(1, true, false)",
+            "SELECT procrastinate.procrastinate_retry_job_v2(1, now(), NULL, NULL, NULL)",
+            "SELECT procrastinate.procrastinate_prune_stalled_workers_v1(0)",
+            "CREATE TABLE procrastinate.pwned (x int)",
+            "DROP SCHEMA procrastinate CASCADE",
             "ALTER SYSTEM SET work_mem = '1GB'",
         ]
 
@@ -236,7 +251,9 @@ def test_the_analyst_role_is_read_only(populated: dict, analyst_login: str, pg_a
                 "SELECT p.proname, p.prosecdef, p.provolatile FROM pg_proc p "
                 "JOIN pg_namespace n ON n.oid = p.pronamespace WHERE n.nspname = 'signdb' "
                 "AND (p.prosecdef OR p.provolatile = 'v') "
-                "AND p.prorettype <> 'trigger'::regtype"
+                "AND p.prorettype <> 'trigger'::regtype "
+                # Volatile for its row lock, which the analyst may not take (tried above).
+                "AND p.proname <> 'check_attempt'"
             ).fetchall()
             assert not risky, f"signdb functions that may write or escalate: {risky}"
 
@@ -273,7 +290,8 @@ def test_the_analyst_role_is_read_only(populated: dict, analyst_login: str, pg_a
 def _first_column(conn: psycopg.Connection, table: Name) -> str:
     ((column,),) = conn.execute(
         "SELECT column_name FROM information_schema.columns WHERE table_schema = %s "
-        "AND table_name = %s AND is_generated = 'NEVER' ORDER BY ordinal_position LIMIT 1",
+        "AND table_name = %s AND is_generated = 'NEVER' "
+        "AND identity_generation IS DISTINCT FROM 'ALWAYS' ORDER BY ordinal_position LIMIT 1",
         list(table),
     ).fetchall()
     return column

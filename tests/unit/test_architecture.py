@@ -1,7 +1,8 @@
 """The import graph, read with ast: imports run downward only, and each layer keeps to its job.
 
     cli, the public API (signdb/__init__)     top
-      -> capabilities: loading, tracking, training, evaluation, sweeps, reporting, demo, serving
+      -> capabilities: loading, tracking, training, evaluation, sweeps, reporting, access,
+         explore, serving, queue, demo
          (each may use those listed before it)
       -> store, data, ml                      (store may use data's types)
       -> db
@@ -25,7 +26,7 @@ ROOT = Path(signdb.__file__).parent
 FOUNDATION = {"errors", "config", "results", "_version"}
 CAPABILITIES = [
     "loading", "tracking", "training", "evaluation", "sweeps", "reporting", "access", "explore",
-    "serving", "demo",
+    "serving", "queue", "demo",
 ]  # fmt: skip
 TOP = {"__init__", "__main__", "cli", "api", "torch", "server"}
 LEVEL = {

@@ -34,6 +34,7 @@ def _register() -> None:
         demo_commands,
         eval_commands,
         model_commands,
+        queue_commands,
         serve_commands,
         sweep_commands,
         train_commands,
@@ -48,6 +49,7 @@ def _register() -> None:
         serve_commands,
         model_commands,
         demo_commands,
+        queue_commands,  # after train and sweep: it adds `runs cancel` and `sweep submit`
     ):
         module.register(cli)
 

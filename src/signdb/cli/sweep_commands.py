@@ -122,6 +122,16 @@ def sweep_group() -> None:
     show_default=True,
     help="After this long without a heartbeat a trial is failed and queued again once.",
 )
+@click.option(
+    "--submit",
+    "submit_workers",
+    type=int,
+    metavar="K",
+    help="Also queue K sweep workers for `signdb worker` (as `signdb sweep submit NAME K`).",
+)
+@click.option(
+    "--queue", default="default", show_default=True, help="The queue --submit sends them to."
+)
 @common_options
 def sweep_create(
     ctx: Context,
@@ -142,6 +152,8 @@ def sweep_create(
     prune: bool,
     heartbeat_seconds: int,
     grace_seconds: int,
+    submit_workers: int | None,
+    queue: str,
 ) -> None:
     """Create sweep NAME (or reopen it with the same settings)."""
     from signdb.sweeps import SweepRequest, create_sweep
@@ -165,8 +177,13 @@ def sweep_create(
         heartbeat_seconds=heartbeat_seconds,
         grace_seconds=grace_seconds,
     )
-    result = create_sweep(ctx.ready_engine(), request)
-    ctx.emit(result.as_dict(), _human_created)
+    result = create_sweep(ctx.ready_engine(), request).as_dict()
+    if submit_workers is not None:
+        from signdb.queue import submit_sweep
+
+        jobs = submit_sweep(ctx.ready_engine(), name, submit_workers, queue=queue)
+        result.update(submitted=len(jobs), queue=queue)
+    ctx.emit(result, _human_created)
 
 
 def _human_created(r: dict[str, Any]) -> str:
@@ -174,7 +191,11 @@ def _human_created(r: dict[str, Any]) -> str:
     return (
         f"sweep {r['sweep']} {verb}: {r['trials']} trials x {r['repeats']} repeats, "
         f"{r['sampler']} over {', '.join(r['space'])}, objective {r['objective']}\n"
-        f"start workers with: signdb sweep work {r['sweep']}"
+        + (
+            f"{r['submitted']} sweep worker(s) queued on {r['queue']} for `signdb worker`"
+            if r.get("submitted")
+            else f"start workers with: signdb sweep work {r['sweep']}"
+        )
     )
 
 

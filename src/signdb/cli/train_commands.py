@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 import click
@@ -42,90 +43,108 @@ def parse_params(pairs: tuple[str, ...]) -> dict[str, Any]:
     return out
 
 
+def train_options(func: Callable) -> Callable:
+    """Every flag of ``signdb train`` that describes a run (``signdb submit`` takes them too)."""
+    for option in reversed(_TRAIN_OPTIONS):
+        func = option(func)
+    return func
+
+
+_TRAIN_OPTIONS = [
+    click.option("--dataset", help="Dataset to train on (see `signdb datasets list`)."),
+    click.option(
+        "--model",
+        type=click.Choice(model_names()),
+        default="logreg",
+        show_default=True,
+        help="logreg is the seed's algorithm; softmax, mlp and cnn are multi-class.",
+    ),
+    click.option(
+        "--classes",
+        default="0,1",
+        show_default=True,
+        help="Comma-separated class names or labels, or 'all'.",
+    ),
+    click.option("--lr", type=float, help="Learning rate (model default: logreg 0.01)."),
+    click.option(
+        "--iterations", type=int, help="Full-batch steps (logreg) or epochs (mini-batch models)."
+    ),
+    click.option("--batch-size", type=int, help="Mini-batch size (softmax/mlp/cnn)."),
+    click.option(
+        "--seed", type=int, default=42, show_default=True, help="Seed for the split and the model."
+    ),
+    click.option(
+        "--test-fraction",
+        type=float,
+        default=0.15,
+        show_default=True,
+        help="Share of each class's images held out for testing.",
+    ),
+    click.option(
+        "--val-fraction",
+        type=float,
+        default=0.0,
+        show_default=True,
+        help="Share held out for validation (model selection); never moves a test image.",
+    ),
+    click.option(
+        "--split",
+        "split_mode",
+        type=click.Choice(["auto", "fixed", "hash"]),
+        default="auto",
+        show_default=True,
+        help="fixed: the train/val/test split the dataset came with; hash: by --test-fraction and "
+        "--val-fraction; auto: fixed when every image has one.",
+    ),
+    click.option("--name", help="A label for the run."),
+    click.option(
+        "--engine",
+        "engine_name",
+        type=click.Choice(["numpy", "torch"]),
+        help="numpy (default; every model) or torch (mlp, cnn; pip install 'signdb[torch]').",
+    ),
+    click.option(
+        "--device",
+        type=click.Choice(["auto", "cpu", "cuda"]),
+        default="auto",
+        show_default=True,
+        help="torch engine: auto picks CUDA when torch.cuda.is_available().",
+    ),
+    click.option("--hidden", help="MLP hidden layer sizes, e.g. 256,128."),
+    click.option(
+        "--optimizer",
+        type=click.Choice(["sgd", "momentum", "adam"]),
+        help="Optimizer (softmax/mlp/cnn).",
+    ),
+    click.option("--l2", type=float, help="L2 weight decay."),
+    click.option("--layers", help="CNN architecture, e.g. conv16-pool-conv32-pool-dense128."),
+    click.option(
+        "--param",
+        "params",
+        multiple=True,
+        metavar="KEY=VALUE",
+        help="Any other model hyperparameter.",
+    ),
+    click.option(
+        "--cache",
+        type=click.Choice(["auto", "on", "off"]),
+        default="auto",
+        show_default=True,
+        help="Keep decoded images in memory (auto: when they fit 1 GiB).",
+    ),
+    click.option(
+        "--eval-every", type=int, help="Log test accuracy every N steps (default: 20 times a run)."
+    ),
+    click.option(
+        "--checkpoint-every",
+        type=int,
+        help="Store a checkpoint every N steps (default: 10 per run).",
+    ),
+]
+
+
 @click.command("train")
-@click.option("--dataset", help="Dataset to train on (see `signdb datasets list`).")
-@click.option(
-    "--model",
-    type=click.Choice(model_names()),
-    default="logreg",
-    show_default=True,
-    help="logreg is the seed's algorithm; softmax, mlp and cnn are multi-class.",
-)
-@click.option(
-    "--classes",
-    default="0,1",
-    show_default=True,
-    help="Comma-separated class names or labels, or 'all'.",
-)
-@click.option("--lr", type=float, help="Learning rate (model default: logreg 0.01).")
-@click.option(
-    "--iterations", type=int, help="Full-batch steps (logreg) or epochs (mini-batch models)."
-)
-@click.option("--batch-size", type=int, help="Mini-batch size (softmax/mlp/cnn).")
-@click.option(
-    "--seed", type=int, default=42, show_default=True, help="Seed for the split and the model."
-)
-@click.option(
-    "--test-fraction",
-    type=float,
-    default=0.15,
-    show_default=True,
-    help="Share of each class's images held out for testing.",
-)
-@click.option(
-    "--val-fraction",
-    type=float,
-    default=0.0,
-    show_default=True,
-    help="Share held out for validation (model selection); never moves a test image.",
-)
-@click.option(
-    "--split",
-    "split_mode",
-    type=click.Choice(["auto", "fixed", "hash"]),
-    default="auto",
-    show_default=True,
-    help="fixed: the train/val/test split the dataset came with; hash: by --test-fraction and "
-    "--val-fraction; auto: fixed when every image has one.",
-)
-@click.option("--name", help="A label for the run.")
-@click.option(
-    "--engine",
-    "engine_name",
-    type=click.Choice(["numpy", "torch"]),
-    help="numpy (default; every model) or torch (mlp, cnn; pip install 'signdb[torch]').",
-)
-@click.option(
-    "--device",
-    type=click.Choice(["auto", "cpu", "cuda"]),
-    default="auto",
-    show_default=True,
-    help="torch engine: auto picks CUDA when torch.cuda.is_available().",
-)
-@click.option("--hidden", help="MLP hidden layer sizes, e.g. 256,128.")
-@click.option(
-    "--optimizer",
-    type=click.Choice(["sgd", "momentum", "adam"]),
-    help="Optimizer (softmax/mlp/cnn).",
-)
-@click.option("--l2", type=float, help="L2 weight decay.")
-@click.option("--layers", help="CNN architecture, e.g. conv16-pool-conv32-pool-dense128.")
-@click.option(
-    "--param", "params", multiple=True, metavar="KEY=VALUE", help="Any other model hyperparameter."
-)
-@click.option(
-    "--cache",
-    type=click.Choice(["auto", "on", "off"]),
-    default="auto",
-    show_default=True,
-    help="Keep decoded images in memory (auto: when they fit 1 GiB).",
-)
-@click.option(
-    "--eval-every", type=int, help="Log test accuracy every N steps (default: 20 times a run)."
-)
-@click.option(
-    "--checkpoint-every", type=int, help="Store a checkpoint every N steps (default: 10 per run)."
-)
+@train_options
 @click.option(
     "--resume",
     "resume_id",
@@ -134,25 +153,7 @@ def parse_params(pairs: tuple[str, ...]) -> dict[str, Any]:
     help="Continue RUN_ID from its last checkpoint.",
 )
 @common_options
-def train(
-    ctx: Context,
-    dataset: str | None,
-    model: str,
-    classes: str,
-    seed: int,
-    test_fraction: float,
-    val_fraction: float,
-    split_mode: str,
-    name: str | None,
-    engine_name: str | None,
-    device: str,
-    params: tuple[str, ...],
-    cache: str,
-    eval_every: int | None,
-    checkpoint_every: int | None,
-    resume_id: int | None,
-    **model_flags: Any,
-) -> None:
+def train(ctx: Context, resume_id: int | None, **flags: Any) -> None:
     """Train a model on a dataset, logging metrics, checkpoints and weights to PostgreSQL.
 
     The defaults reproduce the seed experiment: logistic regression on digits 0
@@ -161,38 +162,48 @@ def train(
     from signdb import training
 
     # Everything is checked before a server starts.
-    settings = training.TrainerSettings(
-        cache=cache, eval_every=eval_every, checkpoint_every=checkpoint_every, device=device
-    )
-    if resume_id is None and not dataset:
+    if resume_id is None and not flags["dataset"]:
         raise click.UsageError("--dataset is required (or --resume RUN_ID)")
-    spec = None
-    if resume_id is None:
-        spec = training.TrainSpec(
-            dataset=dataset,
-            model=model,
-            classes=parse_classes(classes),
-            hyperparams=hyperparams_from_flags(model_flags, params),
-            seed=seed,
-            test_fraction=test_fraction,
-            val_fraction=val_fraction,
-            split=split_mode,
-            name=name,
-            engine=engine_name or "numpy",
-            trainer=settings,
-        )
-    engine = ctx.db.engine
+    engine_name = flags["engine_name"]
+    spec = spec_from_flags(flags)
     progress = TrainProgress(ctx)
     try:
-        if spec is None:
+        if resume_id is not None:
             result = training.resume(
                 ctx.db.engine, resume_id, progress=progress, engine_name=engine_name
             )
         else:
-            result = training.train(engine, spec, progress=progress)
+            result = training.train(ctx.db.engine, spec, progress=progress)
     finally:
         progress.close()
     ctx.emit(result.as_dict(), _human_result)
+
+
+def spec_from_flags(flags: dict[str, Any]) -> Any:
+    """The :class:`~signdb.training.TrainSpec` the flags of :func:`train_options` describe."""
+    from signdb import training
+
+    flags = dict(flags)
+    settings = training.TrainerSettings(
+        cache=flags.pop("cache"),
+        eval_every=flags.pop("eval_every"),
+        checkpoint_every=flags.pop("checkpoint_every"),
+        device=flags.pop("device"),
+    )
+    described = {
+        key: flags.pop(key)
+        for key in ("dataset", "model", "seed", "test_fraction", "val_fraction", "name")
+    }
+    classes, params = flags.pop("classes"), flags.pop("params")
+    split, engine_name = flags.pop("split_mode"), flags.pop("engine_name")
+    return training.TrainSpec(
+        **described,
+        classes=parse_classes(classes),
+        hyperparams=hyperparams_from_flags(flags, params),
+        split=split,
+        engine=engine_name or "numpy",
+        trainer=settings,
+    )
 
 
 def hyperparams_from_flags(flags: dict[str, Any], params: tuple[str, ...]) -> dict[str, Any]:

@@ -14,6 +14,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, text
 
 from signdb.db.engine import translate_errors
+from signdb.db.queue_schema import queue_drift
 from signdb.db.schema import COMPARE_OPTIONS, SCHEMA, metadata
 from signdb.db.views import VIEWS
 from signdb.errors import SchemaOutOfDate
@@ -96,6 +97,7 @@ def check(engine: Engine) -> SchemaStatus:
             )
             drift = [str(d) for d in compare_metadata(ctx, metadata)]
             drift += view_drift(conn)
+            drift += queue_drift(conn)
     return SchemaStatus(revision, head, drift)
 
 

@@ -75,6 +75,23 @@ def optuna_grant_sql(schema: str = "optuna") -> list[str]:
     ]
 
 
+def queue_grant_sql(schema: str = "procrastinate") -> list[str]:
+    """The run queue (procrastinate's schema): workers and submitters use it, analysts read it.
+
+    procrastinate's functions are SECURITY INVOKER, so the table grants decide what
+    a caller may do; EXECUTE is taken from PUBLIC all the same, so the analyst
+    cannot even call them.
+    """
+    return [
+        f"GRANT USAGE ON SCHEMA {schema} TO {ANALYST}, {WRITER}",
+        f"GRANT SELECT ON ALL TABLES IN SCHEMA {schema} TO {ANALYST}",
+        f"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA {schema} TO {WRITER}",
+        f"GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA {schema} TO {WRITER}",
+        f"REVOKE EXECUTE ON ALL FUNCTIONS IN SCHEMA {schema} FROM PUBLIC",
+        f"GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA {schema} TO {WRITER}",
+    ]
+
+
 def revoke_sql(schema: str = "signdb") -> list[str]:
     roles = ", ".join(ROLES)
     return [

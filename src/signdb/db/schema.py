@@ -34,7 +34,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 
 SCHEMA = "signdb"
-RUN_STATUSES = ("queued", "running", "succeeded", "failed", "interrupted")
+RUN_STATUSES = ("queued", "running", "succeeded", "failed", "interrupted", "cancelled")
 #: "external": a run logged through the Python API by someone's own training code.
 ENGINES = ("numpy", "torch", "external")
 SPLITS = ("train", "val", "test")
@@ -170,6 +170,15 @@ runs = Table(
     # The test accuracy's bootstrap interval, copied from score_values like the headlines.
     Column("test_accuracy_low", Double),
     Column("test_accuracy_high", Double),
+    # A submitted run (revision 0015): its queue and priority, the procrastinate job
+    # of its current attempt, the attempt number (checked by signdb.check_attempt:
+    # a superseded attempt writes nothing) and the worker that holds it.
+    Column("queue", Text),
+    Column("priority", Integer),
+    Column("job_id", BigInteger),
+    Column("worker_host", Text),
+    Column("worker_pid", Integer),
+    Column("attempt", Integer, nullable=False, server_default="0"),
     CheckConstraint(_in("status", RUN_STATUSES), name="status"),
     CheckConstraint(_in("engine", ENGINES), name="engine"),
     CheckConstraint("val_fraction >= 0 AND test_fraction + val_fraction < 1", name="val_fraction"),

@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import text, update
+from sqlalchemy import func, text, update
 from sqlalchemy.orm import Session
 
 from signdb.data.splits import SPLITS, SplitPlan
@@ -83,7 +83,10 @@ def create_run(
     pid: int,
     val_fraction: float = 0.0,
     split: str = "hash",
+    status: str = "running",
 ) -> int:
+    """A new run: ``running`` (started here and now) or ``queued`` (for a worker)."""
+    started = text("now()") if status == "running" else None
     return session.execute(
         runs.insert()
         .values(
@@ -98,9 +101,9 @@ def create_run(
             test_fraction=test_fraction,
             val_fraction=val_fraction,
             split=split,
-            status="running",
-            started_at=text("now()"),
-            heartbeat_at=text("now()"),
+            status=status,
+            started_at=started,
+            heartbeat_at=started,
             code_version=code_version,
             host=host,
             pid=pid,
@@ -206,6 +209,8 @@ def mark_resumed(session: Session, run_id: int, pid: int, host: str) -> None:
         .values(
             status="running",
             heartbeat_at=text("now()"),
+            # A queued run starts when a worker first takes it up.
+            started_at=func.coalesce(runs.c.started_at, func.now()),
             finished_at=None,
             error=None,
             pid=pid,

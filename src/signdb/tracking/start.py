@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import os
 import socket
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Engine
+from sqlalchemy.orm import Session
 
 from signdb.data.splits import SplitPlan, check_fractions, check_mode, plan_split
 from signdb.db.engine import transaction
@@ -97,11 +98,16 @@ def start_run(
     resume_hint: str | None = None,
     pool: ImagePool | None = None,
     trial: TrialLink | None = None,
+    status: str = "running",
+    on_create: Callable[[Session, int], None] | None = None,
 ) -> Run:
     """Create a run (status running) with its split assignment; enter the result to use it.
 
     ``pool`` serves the run's pixels from memory (a sweep worker's one read of
     the dataset); ``trial`` records the run as one repeat of a sweep's trial.
+    ``status="queued"`` creates a run for a worker to train (no process owns it
+    yet); ``on_create(session, run_id)`` runs in the creating transaction, after
+    every check (a submitted run's job is enqueued there).
     """
     if name is not None:
         ds_store.check_name(name, "run name")
@@ -129,13 +135,16 @@ def start_run(
             val_fraction=val_fraction,
             split=plan.mode,
             code_version=code_version(),
-            host=socket.gethostname(),
-            pid=os.getpid(),
+            host=socket.gethostname() if status == "running" else None,
+            pid=os.getpid() if status == "running" else None,
+            status=status,
         )
         if trial is not None:
             sweep_store.link_run(session, run_id, trial.sweep, trial.number, trial.repeat)
         sizes = run_store.assign_images(session, run_id, ds.id, chosen, plan)
         _check_sizes(sizes, plan, dataset, chosen)  # raising rolls the run back
+        if on_create is not None:
+            on_create(session, run_id)
         record = run_store.get_run(session, run_id)
     return Run(
         engine,
