@@ -191,3 +191,37 @@ def test_a_viewer_cannot_point_an_alias_and_an_editor_can(browser, served):
         assert stop(proc) == 0
         for role in ("viewer", "editor"):
             revoke_token(engine, f"ui-{role}")
+
+
+def test_an_editor_cancels_a_queued_run_from_the_queue_page(browser, served):
+    import signdb
+
+    run_id = signdb.connect(served.url).submit(
+        served.dataset, "logreg", classes="0,1", iterations=5, queue="ui"
+    )
+    engine = get_engine(served.url)
+    tokens = {role: create_token(engine, f"q-{role}", role)[0] for role in ("viewer", "editor")}
+    proc, base, _ = start(served.url, "--host", "0.0.0.0", "--port", str(free_port()))
+    try:
+        context = browser.new_context()
+        page = context.new_page()
+        _sign_in(page, base, tokens["viewer"], "/queue")
+        assert page.locator(f'tr[data-run="{run_id}"]').count() == 1
+        assert page.locator("button.cancel").count() == 0  # a viewer gets no button
+        status = page.evaluate(
+            f"async () => (await fetch('/api/v1/runs/{run_id}/cancel', {{method: 'POST'}})).status"
+        )
+        assert status == 403  # nor does the route let a viewer's request through
+        context.close()
+        context = browser.new_context()
+        page = context.new_page()
+        _sign_in(page, base, tokens["editor"], "/queue")
+        page.click(f'button.cancel[data-run="{run_id}"]')
+        page.wait_for_function("() => document.querySelector('#queue-result').dataset.status")
+        assert page.locator("#queue-result").inner_text() == f"run {run_id}: cancelled"
+        context.close()
+        assert signdb.connect(served.url).run(run_id)["status"] == "cancelled"
+    finally:
+        assert stop(proc) == 0
+        for role in tokens:
+            revoke_token(engine, f"q-{role}")

@@ -33,6 +33,8 @@ def _routes(served: Served) -> list[str]:
         "/api/v1/models",
         f"/v2/models/run-{multi}",
         "/models",
+        "/queue",
+        "/api/v1/queue",
         f"/api/v1/events/runs/{a}",
         "/",
         f"/runs/{multi}",

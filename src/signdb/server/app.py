@@ -18,7 +18,7 @@ from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from signdb import __version__
-from signdb.server import api, errors, inference, pages
+from signdb.server import api, errors, inference, pages, queue
 from signdb.server.auth import ServerState
 from signdb.server.settings import ServerSettings, is_loopback
 
@@ -58,6 +58,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
     errors.install(app, pages.render_error)
     app.include_router(api.router)
     app.include_router(inference.router)
+    app.include_router(queue.router)
     app.include_router(pages.router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     if settings.open and is_loopback(settings.host):

@@ -16,6 +16,7 @@ from markupsafe import Markup
 from signdb import explore, serving
 from signdb.access import authenticate
 from signdb.ml.scores import SCORE_NAMES
+from signdb.queue import queue_overview
 from signdb.server.api import live_since, run_query
 from signdb.server.auth import COOKIE, Caller, identify, state_of, viewer
 from signdb.server.encoding import to_json
@@ -188,6 +189,11 @@ def leaderboard_page(request: Request, caller: Viewer, dataset: str | None = Non
         "/leaderboard",
         data=explore.leaderboard(caller.engine, dataset or None),
     )
+
+
+@router.get("/queue", response_class=HTMLResponse)
+def queue_page(request: Request, caller: Viewer) -> HTMLResponse:
+    return render(request, "queue.html", "/queue", data={"runs": queue_overview(caller.engine)})
 
 
 @router.get("/models", response_class=HTMLResponse)

@@ -316,7 +316,20 @@ function initModels() {
   });
 }
 
-const PAGES = {runs: initRuns, run: initRun, compare: initCompare, sweep: initSweep, models: initModels};
+function initQueue() {
+  document.querySelectorAll("button.cancel").forEach(button => button.addEventListener("click", async () => {
+    const response = await fetch(`/api/v1/runs/${button.dataset.run}/cancel`,
+                                 {method: "POST", headers: {Accept: "application/json"}});
+    const body = await response.json();
+    const result = document.getElementById("queue-result");
+    result.dataset.status = String(response.status);
+    result.textContent = response.ok ? `run ${body.run_id}: ${body.status}` : `${response.status}: ${body.error}`;
+    if (response.ok) setTimeout(() => window.location.reload(), 500);
+  }));
+}
+
+const PAGES = {runs: initRuns, run: initRun, compare: initCompare, sweep: initSweep,
+               models: initModels, queue: initQueue};
 
 document.addEventListener("DOMContentLoaded", () => {
   const init = PAGES[document.body.dataset.page];
