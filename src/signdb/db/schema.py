@@ -170,7 +170,13 @@ runs = Table(
     # The test accuracy's bootstrap interval, copied from score_values like the headlines.
     Column("test_accuracy_low", Double),
     Column("test_accuracy_high", Double),
+    # Processes that trained the run (torch.distributed); the launch that made a
+    # distributed run, so a rank 0 that torchrun restarts continues it (0017).
+    Column("world_size", Integer, nullable=False, server_default="1"),
+    Column("launch_key", Text),
     CheckConstraint(_in("status", RUN_STATUSES), name="status"),
+    CheckConstraint("world_size >= 1", name="world_size"),
+    UniqueConstraint("launch_key"),
     CheckConstraint(_in("engine", ENGINES), name="engine"),
     CheckConstraint("val_fraction >= 0 AND test_fraction + val_fraction < 1", name="val_fraction"),
     CheckConstraint(_in("split", SPLIT_MODES), name="split"),
