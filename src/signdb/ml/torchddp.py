@@ -63,10 +63,10 @@ def distribute(model: _TorchEngine) -> _TorchEngine:
     if not (dist.is_available() and dist.is_initialized()):
         raise InvalidArgument("distribute() needs torch.distributed.init_process_group first")
     device = torch.device(model.device)
-    ids = [device.index if device.index is not None else torch.cuda.current_device()]
-    model._net = nn.parallel.DistributedDataParallel(
-        _Logits(model), device_ids=ids if device.type == "cuda" else None
-    )
+    ids = None
+    if device.type == "cuda":
+        ids = [device.index if device.index is not None else torch.cuda.current_device()]
+    model._net = nn.parallel.DistributedDataParallel(_Logits(model), device_ids=ids)
     return model
 
 

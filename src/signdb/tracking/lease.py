@@ -32,6 +32,7 @@ class RankLease:
         #: rank -> "pid 123 on host" once the ranks have told each other (see set_peers).
         self.peers: dict[int, str] = {}
         self._conn: Connection | None = None
+        self._dead: list[int] | None = None  # found by the first explain()
 
     def acquire(self) -> None:
         doing = f"taking rank {self.rank}'s lock of run {self.run_id}"
@@ -81,8 +82,14 @@ class RankLease:
         return f"rank {rank} of {self.world_size}" + (f" ({peer})" if peer else "")
 
     def explain(self, message: str) -> str:
-        """``message`` with the rank it comes from, or the dead rank that caused it."""
-        dead = self.dead_ranks()
+        """``message`` with the rank it comes from, or the dead rank that caused it.
+
+        Only once the ranks have exchanged their names (:meth:`set_peers`, after
+        every rank took its lock) does a missing lock mean a dead rank.
+        """
+        if self._dead is None:
+            self._dead = self.dead_ranks() if self.peers else []
+        dead = self._dead
         if not dead:
             return f"{self.name(self.rank)}: {message}"
         who = ", ".join(self.name(r) for r in dead)

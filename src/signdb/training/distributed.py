@@ -31,7 +31,7 @@ from pathlib import Path
 from sqlalchemy import Engine
 
 from signdb.db.engine import transaction
-from signdb.errors import InvalidArgument, RankFailed, SignDBError
+from signdb.errors import InvalidArgument, RankFailed, RunInterrupted, SignDBError
 from signdb.ml.base import Classifier
 from signdb.store import runs as run_store
 from signdb.store import weights as weight_store
@@ -39,7 +39,6 @@ from signdb.tracking import Run, join_run, reopen_run
 from signdb.training.loop import LoopOutcome, Progress, train_loop
 from signdb.training.ranks import Ranks
 from signdb.training.service import (
-    RESUME_HINT,
     TrainResult,
     _check_engine,
     _model_of,
@@ -49,6 +48,10 @@ from signdb.training.service import (
 from signdb.training.spec import TrainerSettings, TrainSpec
 
 DEFAULT_TIMEOUT_SECONDS = 300.0
+RESUME_HINT = (
+    "resume with `signdb train --resume {run_id} --nproc {nproc}` (any number of processes, "
+    "or torchrun ... -m signdb train --resume {run_id})"
+)
 
 
 @dataclass(frozen=True)
@@ -150,20 +153,27 @@ def train_distributed(
     try:
         run, model, step, settings = _open(engine, world, spec, resume_id, engine_name, standbys)
         ranks = Ranks(world.rank, world.world_size, model.device)
-        with run:
-            names: list[str | None] = [None] * world.world_size
-            dist.all_gather_object(names, f"pid {os.getpid()} on {socket.gethostname()}")
-            if run.lease is not None:
-                run.lease.set_peers(dict(enumerate(names)))
-            torchddp.distribute(model)
-            outcome: LoopOutcome = train_loop(
-                run,
-                model,
-                settings,
-                start_step=step,
-                progress=progress if world.rank == 0 else None,
-                ranks=ranks,
-            )
+        try:
+            with run:
+                names: list[str | None] = [None] * world.world_size
+                dist.all_gather_object(names, f"pid {os.getpid()} on {socket.gethostname()}")
+                if run.lease is not None:
+                    run.lease.set_peers(dict(enumerate(names)))
+                torchddp.distribute(model)
+                outcome: LoopOutcome = train_loop(
+                    run,
+                    model,
+                    settings,
+                    start_step=step,
+                    progress=progress if world.rank == 0 else None,
+                    ranks=ranks,
+                )
+        except Exception as e:  # noqa: BLE001 - a collective's RuntimeError too: name the rank
+            if isinstance(e, RunInterrupted) or run.lease is None:
+                raise
+            error = str(e) if isinstance(e, SignDBError) else f"{type(e).__name__}: {e}"
+            hint = RESUME_HINT.format(run_id=run.id, nproc=world.world_size)
+            raise RankFailed(f"run {run.id} failed: {run.lease.explain(error)}; {hint}") from e
         return TrainResult(
             run.id,
             run.status,
@@ -248,6 +258,7 @@ def _lead(
             engine,
             spec,
             model,
+            resume_hint=RESUME_HINT.replace("{nproc}", str(world.world_size)),
             world_size=world.world_size,
             launch_key=world.launch_key,
             standbys=standbys,
@@ -266,7 +277,7 @@ def _lead(
         engine,
         resume_id,
         cache=settings.cache,
-        resume_hint=RESUME_HINT,
+        resume_hint=RESUME_HINT.replace("{nproc}", str(world.world_size)),
         world_size=world.world_size,
         standbys=standbys,
     )
