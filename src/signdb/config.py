@@ -55,18 +55,17 @@ def read_database_urls_from(given: str | Sequence[str] | None) -> list[str]:
     """The standby URLs of ``--read-database-url``/``connect(read_url=...)``, else of
     ``$SIGNDB_READ_DATABASE_URL``; [] means reads go to the primary.
 
-    Several URLs are separated by spaces, or by commas before a ``postgresql://``
-    (a comma inside one URL separates the hosts of libpq's multi-host syntax).
+    Several URLs are separated by spaces or commas.
 
-    >>> read_database_urls_from("postgresql://a/db, postgresql://h1,h2/db postgres://c/db")
-    ['postgresql://a/db', 'postgresql://h1,h2/db', 'postgres://c/db']
+    >>> read_database_urls_from("postgresql://a/db, postgresql://b/db postgres://c/db")
+    ['postgresql://a/db', 'postgresql://b/db', 'postgres://c/db']
     """
     if given is None or (not isinstance(given, str) and not given):
         given = os.environ.get("SIGNDB_READ_DATABASE_URL") or ""
     items = [given] if isinstance(given, str) else list(given)
     urls = []
     for item in items:
-        for url in re.split(r"\s+|,\s*(?=postgres(?:ql)?(?:\+\w+)?://)", item.strip()):
+        for url in re.split(r"[\s,]+", item.strip()):
             if url:
                 parse_database_url(url)  # a clear error now, not at the first read
                 urls.append(url)

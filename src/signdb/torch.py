@@ -7,7 +7,7 @@ run's images, per image or (``batch_size=B``) per batch; see
 Your own DistributedDataParallel loop logs one run: rank 0 starts it and
 records it, the other ranks join it::
 
-    dist.init_process_group("gloo")  # under torchrun
+    signdb.torch.init_process_group("gloo")  # under torchrun (torch's own works too)
     with signdb.torch.distributed_run(db, "digits", "my-cnn", classes="all") as run:
         for epoch in range(epochs):
             for X, y in RunDataset(run, "train", batch_size=32, epoch=epoch):  # this rank's share
@@ -16,7 +16,10 @@ records it, the other ranks join it::
 
 (``db.start_run(..., world_size=N)`` on rank 0 and ``db.join_run(run_id,
 rank=r, world_size=N)`` on the others, with the id broadcast, is the same by
-hand.) Without PyTorch, importing this module fails with what to install.
+hand.) :func:`init_process_group` is ``torch.distributed.init_process_group``
+for torchrun's ranks that also survives ``torchrun --max-restarts``
+restarting them (see :func:`signdb.training.distributed.init_process_group`).
+Without PyTorch, importing this module fails with what to install.
 """
 
 from __future__ import annotations
@@ -27,12 +30,13 @@ from typing import TYPE_CHECKING, Any
 
 from signdb.errors import InvalidArgument
 from signdb.tracking.torchdata import RunDataset, torch
+from signdb.training.distributed import init_process_group
 
 if TYPE_CHECKING:
     from signdb.api import Database
     from signdb.tracking import Run
 
-__all__ = ["RunDataset", "distributed_run"]
+__all__ = ["RunDataset", "distributed_run", "init_process_group"]
 
 
 def distributed_run(db: Database, dataset: str, model: str, **start: Any) -> Run:

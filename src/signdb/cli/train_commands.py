@@ -247,6 +247,9 @@ def _launch(
             f"--nproc {nproc} needs --engine torch (the {engine[0]} engine trains in one process)"
         )
     click_ctx = click.get_current_context()
+    from signdb.tracking.feed import check_global_batch
+
+    check_global_batch(click_ctx.params.get("batch_size"), nproc)  # before starting anything
     # URLs travel in the environment: a password on a command line is visible in `ps`.
     if ctx.database_url:
         os.environ["SIGNDB_DATABASE_URL"] = ctx.database_url

@@ -62,17 +62,22 @@ def epoch_plan(images: int, global_batch: int | None, world_size: int = 1) -> Ep
     if not global_batch or global_batch >= images:
         share = -(-images // world_size)
         return EpochPlan(steps=1, used=images, batch=share, world_size=world_size)
-    if global_batch % world_size:
+    check_global_batch(global_batch, world_size)
+    full, rest = divmod(images, global_batch)
+    if rest == 0 or rest >= world_size:
+        return EpochPlan(-(-images // global_batch), images, global_batch // world_size, world_size)
+    return EpochPlan(full, images - rest, global_batch // world_size, world_size)
+
+
+def check_global_batch(global_batch: int | None, world_size: int) -> None:
+    """A global batch must split evenly over the processes (None: a full batch, always)."""
+    if global_batch and global_batch % world_size:
         low = global_batch - global_batch % world_size
         raise InvalidArgument(
             f"batch size {global_batch} does not split evenly over {world_size} processes; "
             f"use a multiple of {world_size} (e.g. --batch-size {low or world_size}): it is the "
             "global batch, each process trains on batch size / processes of it"
         )
-    full, rest = divmod(images, global_batch)
-    if rest == 0 or rest >= world_size:
-        return EpochPlan(-(-images // global_batch), images, global_batch // world_size, world_size)
-    return EpochPlan(full, images - rest, global_batch // world_size, world_size)
 
 
 def read_batches(

@@ -36,6 +36,7 @@ from signdb.ml.base import Classifier
 from signdb.store import runs as run_store
 from signdb.store import weights as weight_store
 from signdb.tracking import Run, join_run, reopen_run
+from signdb.tracking.feed import check_global_batch
 from signdb.training.loop import LoopOutcome, Progress, train_loop
 from signdb.training.ranks import Ranks
 from signdb.training.service import (
@@ -118,6 +119,37 @@ def timeout_seconds() -> float:
     return value
 
 
+def init_process_group(backend: str, env: Mapping[str, str] | None = None) -> None:
+    """``torch.distributed.init_process_group(backend)`` for torchrun's ranks, restarts included.
+
+    torchrun restarts every rank with the same ``MASTER_PORT`` and the same
+    store, where the last attempt's ranks left their addresses: a restarted
+    rank can read a dead peer's address and wait on it until the timeout
+    (PyTorch 2.13, gloo). Each attempt's ranks therefore meet under a prefix
+    of their own (``TORCHELASTIC_RESTART_COUNT``). The timeout is
+    ``$SIGNDB_DIST_TIMEOUT_SECONDS``.
+    """
+    from signdb.ml.torchnet import require_torch
+
+    dist = require_torch().distributed
+    env = os.environ if env is None else env
+    timeout = datetime.timedelta(seconds=timeout_seconds())
+    if "TORCHELASTIC_RESTART_COUNT" not in env or "MASTER_ADDR" not in env:
+        dist.init_process_group(backend, timeout=timeout)  # not torchrun: its env:// as given
+        return
+    rank, size = int(env["RANK"]), int(env["WORLD_SIZE"])
+    agent = env.get("TORCHELASTIC_USE_AGENT_STORE") == "True"  # torchrun's agent holds the store
+    store = dist.TCPStore(
+        env["MASTER_ADDR"],
+        int(env["MASTER_PORT"]),
+        size,
+        is_master=rank == 0 and not agent,
+        timeout=timeout,
+    )
+    attempt = dist.PrefixStore(f"signdb/attempt-{env['TORCHELASTIC_RESTART_COUNT']}", store)
+    dist.init_process_group(backend, store=attempt, rank=rank, world_size=size, timeout=timeout)
+
+
 def train_distributed(
     engine: Engine,
     world: World,
@@ -146,10 +178,7 @@ def train_distributed(
     if device.type == "cuda":
         torch.cuda.set_device(world.local_rank)
     if not dist.is_initialized():
-        dist.init_process_group(
-            "nccl" if device.type == "cuda" else "gloo",
-            timeout=datetime.timedelta(seconds=timeout_seconds()),
-        )
+        init_process_group("nccl" if device.type == "cuda" else "gloo")
     try:
         run, model, step, settings = _open(engine, world, spec, resume_id, engine_name, standbys)
         ranks = Ranks(world.rank, world.world_size, model.device)
@@ -254,6 +283,7 @@ def _lead(
         if spec is None:
             raise InvalidArgument("--dataset is required (or --resume RUN_ID)")
         model = prepare_model(engine, spec)
+        check_global_batch(None if model.full_batch else model.batch_size, world.world_size)
         run = start_spec_run(
             engine,
             spec,

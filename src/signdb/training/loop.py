@@ -213,6 +213,7 @@ def _loop(
         kept = {split: probabilities for split, (probabilities, _) in predicted.items()}
     else:
         final, kept = held_out(model, data, ranks), {}
+    ranks.settle(run)
     run.log(step, **final)
     if run.writes:
         run.checkpoint(step, model.state_dict(), final=True, total_steps=total)

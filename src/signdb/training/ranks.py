@@ -28,6 +28,10 @@ class Solo:
     def sync_model(self, model: Any) -> None:
         pass
 
+    def settle(self, run: Any) -> None:
+        """Past the last collective operation: other ranks may now leave, and a later
+        failure here is this rank's own (not a peer's death)."""
+
 
 class Ranks(Solo):
     """This process's rank of the initialized process group."""
@@ -55,3 +59,7 @@ class Ranks(Solo):
         from signdb.ml.torchddp import sync_buffers
 
         sync_buffers(model)
+
+    def settle(self, run: Any) -> None:
+        if run.lease is not None:
+            run.lease.set_peers({})
