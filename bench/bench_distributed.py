@@ -14,11 +14,11 @@ on the server signdb would use (dropped at the end), on the shared dataset
   alternate within each repeat; figures are medians of ``REPEATS``.
 * Training: the default ``cnn`` (torch engine, batch 32) on the shared
   dataset, ``signdb train`` in one process against ``--nproc 2`` (gloo), as a
-  user runs them. samples/s = the extra epochs' images over the extra time of a
-  3-epoch run over a 1-epoch one, which takes out start-up and the final
-  evaluation. On two cores this measures what DDP costs (a gradient all-reduce
-  and a metrics all-reduce per step, two processes sharing the cores), not a
-  speed-up: more processes only help with more cores or GPUs.
+  user runs them: samples/s of one epoch, the second of three, timed between
+  the checkpoints that close the first two (see :func:`_epoch_seconds`). On
+  two cores this measures what DDP costs (a gradient all-reduce and a metrics
+  all-reduce per step, two processes sharing the cores), not a speed-up: more
+  processes only help with more cores or GPUs.
 * GPU: the feed's images/s into the GPU (pinned batches, ``non_blocking``)
   and the ``cnn``'s samples/s on one GPU, where torch sees one; else "no GPU here".
 * Standby: the batched feed's images/s from a private primary and from a hot
@@ -59,7 +59,6 @@ BIG = "sld10"
 BATCH = 32
 REPEATS = 3
 TRAIN_REPEATS = 2
-EPOCHS = (1, 3)
 GOAL_FEED = 0.8  # batched RunDataset over raw COPY
 PREP = Preprocessing()
 
@@ -137,51 +136,73 @@ def _feed_rows(run: Run, label: str) -> list[dict]:
 
 
 # -- training -----------------------------------------------------------------------------
-def _train_seconds(url: str, epochs: int, nproc: int, device: str = "cpu") -> float:
+def _epoch_seconds(url: str, nproc: int, device: str = "cpu") -> tuple[float, int]:
+    """(seconds, images) of the second epoch of a ``signdb train`` of the default cnn.
+
+    A checkpoint closes every epoch (``--checkpoint-every`` = steps per epoch),
+    and ``weights.created_at`` is when its transaction began: right after the
+    epoch's last step. The second epoch, between the first two, is training alone:
+    no start-up, no first-batch warm-up, no final evaluation.
+    """
+    from signdb.tracking.feed import epoch_plan
+
+    with signdb.connect(url).start_run(DATASET, "bench:size", classes="all") as probe:
+        train = probe.data.sizes["train"]
+    plan = epoch_plan(train, BATCH, nproc)
     cmd = [sys.executable, "-m", "signdb", "train", "--dataset", DATASET, "--model", "cnn",
-           "--engine", "torch", "--classes", "all", "--iterations", str(epochs),
-           "--device", device, "--eval-every", "100000", "--json"]  # fmt: skip
+           "--engine", "torch", "--classes", "all", "--iterations", "3",
+           "--checkpoint-every", str(plan.steps), "--device", device,
+           "--eval-every", "100000", "--json"]  # fmt: skip
     if nproc > 1:
         cmd += ["--nproc", str(nproc)]
-    env = {**os.environ, "SIGNDB_DATABASE_URL": url}
-    start = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=3600)
+    proc = subprocess.run(
+        cmd, capture_output=True, text=True, env={**os.environ, "SIGNDB_DATABASE_URL": url},
+        timeout=3600,
+    )  # fmt: skip
     if proc.returncode != 0:
         raise RuntimeError(f"signdb train failed: {proc.stderr[-2000:]}")
-    json.loads(proc.stdout)
-    return time.perf_counter() - start
+    run_id = json.loads(proc.stdout)["run_id"]
+    with get_engine(url).connect() as conn:
+        started = conn.exec_driver_sql(
+            "SELECT step, min(created_at) FROM signdb.weights WHERE run_id = %(r)s "
+            "AND step IN (%(a)s, %(b)s) GROUP BY step ORDER BY step",
+            {"r": run_id, "a": plan.steps, "b": 2 * plan.steps},
+        ).all()
+    assert len(started) == 2, started
+    return (started[1][1] - started[0][1]).total_seconds(), plan.used
 
 
-def _training_rows(url: str, images: int) -> list[dict]:
+def _training_rows(url: str) -> list[dict]:
     rows = []
-    extra = images * (EPOCHS[1] - EPOCHS[0])
+    rates = {}
     for nproc in (1, 2):
-        rates = []
+        measured = []
         for repeat in range(TRAIN_REPEATS):
-            short, long = (_train_seconds(url, e, nproc) for e in EPOCHS)
-            rates.append(extra / (long - short))
-            note(f"cnn, {nproc} process(es), repeat {repeat + 1}: {short:.1f} s / {long:.1f} s")
+            seconds, images = _epoch_seconds(url, nproc)
+            measured.append(images / seconds)
+            note(f"cnn, {nproc} process(es), repeat {repeat + 1}: an epoch in {seconds:.1f} s")
+        rates[nproc] = statistics.median(measured)
+        threads = "torch's default threads" if nproc == 1 else "OMP_NUM_THREADS=cores/2 each"
         rows.append(
             row(
                 "training",
-                f"default cnn, {nproc} process(es), gloo, CPU",
-                statistics.median(rates),
+                f"default cnn, one epoch, {nproc} process(es), gloo, CPU ({threads})",
+                rates[nproc],
                 "samples/s",
             )  # fmt: skip
         )
-    one, two = rows[0]["value"], rows[1]["value"]
     rows.append(
         row(
             "training",
             "2 processes / 1 (on 2 cores: DDP's overhead, not a speed-up)",
-            two / one,
+            rates[2] / rates[1],
             "x",
         )  # fmt: skip
     )
     return rows
 
 
-def _gpu_rows(url: str, run: Run, images: int) -> list[dict]:
+def _gpu_rows(url: str, run: Run) -> list[dict]:
     if not torch.cuda.is_available():
         return [row("GPU", "no GPU here: torch.cuda.is_available() is False", None, "")]
     note(f"CUDA: {torch.cuda.get_device_name()}")
@@ -195,15 +216,10 @@ def _gpu_rows(url: str, run: Run, images: int) -> list[dict]:
         return n
 
     rate = _rates({"feed into the GPU": into_gpu}, REPEATS)["feed into the GPU"]
-    short, long = (_train_seconds(url, e, 1, "cuda") for e in EPOCHS)
+    seconds, images = _epoch_seconds(url, 1, "cuda")
     return [
         row("GPU", f"feed into {torch.cuda.get_device_name()}", rate, "images/s"),
-        row(
-            "GPU",
-            "default cnn, 1 GPU",
-            images * (EPOCHS[1] - EPOCHS[0]) / (long - short),
-            "samples/s",
-        ),  # fmt: skip
+        row("GPU", "default cnn, one epoch, 1 GPU", images / seconds, "samples/s"),
     ]
 
 
@@ -255,11 +271,10 @@ def run() -> list[dict[str, Any]]:
             rows += _feed_rows(big, "10x data")
         with db.start_run(DATASET, "bench:feed", classes="all", cache="off") as small:
             rows += _feed_rows(small, "1x data")
-            images = small.data.sizes["train"]
             url = engine.url.render_as_string(hide_password=False)
             note("training: 1 process against 2 (gloo)")
-            rows += _training_rows(url, images)
-            rows += _gpu_rows(url, small, images)
+            rows += _training_rows(url)
+            rows += _gpu_rows(url, small)
     rows += _standby_rows()
     rows.append(row("machine", "load average at end", os.getloadavg()[0], ""))
     return rows

@@ -8,10 +8,13 @@ import time
 
 import numpy as np
 import pytest
+from sqlalchemy.engine import make_url
 
 import signdb
+from signdb.db.engine import transaction
 from signdb.errors import InvalidArgument, RankFailed
-from tests.helpers import named_tree
+from signdb.store import replication
+from tests.helpers import login_role, named_tree
 
 
 @pytest.fixture
@@ -126,3 +129,19 @@ def test_world_size_is_recorded_and_shown(db, pg):
     assert db.run(three.id)["world_size"] == 3
     with pytest.raises(InvalidArgument, match="world_size must be a number of processes >= 1"):
         db.start_run("photos", "test:ranks", world_size=0)
+
+
+def test_the_writer_role_can_run_every_rank(db, db_url, pg_admin_url):
+    """Rank locks, the primary's WAL position and the ranks' view need no more than signdb_writer."""
+    with login_role(pg_admin_url, "signdb_writer") as user:
+        url = make_url(db_url).set(username=user).render_as_string(hide_password=False)
+        writer = signdb.connect(url)
+        with writer.start_run("photos", "test:writer", world_size=2) as run:
+            with writer.join_run(run.id, rank=1, world_size=2) as other:
+                other.arrays("train")
+                assert run.lease.dead_ranks(wait=0) == []
+            with transaction(writer.engine) as session:
+                assert replication.primary_lsn(session).count("/") == 1
+                assert not replication.replay_position(session).in_recovery
+        assert writer.run(run.id)["status"] == "succeeded"
+        writer.engine.dispose()

@@ -87,7 +87,7 @@ def train_share(
     x = _input(model, X, step, draw)
     model._draw = draw
     try:
-        return model._step_tensor(x, y, step, loss_scale=world_size / batch_total)
+        return model._step_tensor(x, y, step, scale=world_size / batch_total)
     finally:
         model._draw = None
 

@@ -213,11 +213,9 @@ class _TorchEngine(Classifier):
     def _step(self, X: np.ndarray, y: np.ndarray, step: int) -> StepResult:
         return self._step_tensor(self._tensor(self._augment(X, step)), y, step)
 
-    def _step_tensor(
-        self, x: Any, y: Any, step: int, loss_scale: float | None = None
-    ) -> StepResult:
-        """One update on NHWC ``x`` (augmented, on the device). ``loss_scale``: a rank's
-        summed loss times it (see :mod:`signdb.ml.torchddp`) instead of the batch mean."""
+    def _step_tensor(self, x: Any, y: Any, step: int, scale: float | None = None) -> StepResult:
+        """One update on NHWC ``x`` (augmented, on the device); ``scale``: a rank's summed
+        loss times ``scale`` instead of the mean (:mod:`signdb.ml.torchddp`)."""
         module, dev = self.module_, torch.device(self._device_name)
         rate = float(getattr(self, "dropout", 0.0))
         with _deterministic():
@@ -225,10 +223,10 @@ class _TorchEngine(Classifier):
             gen = _generator(self.seed, step, DROPOUT_STREAM, dev) if rate else None
             target = torch.as_tensor(y, dtype=torch.long, device=dev)
             logits = (self._net or self._logits)(x, gen, rate)
-            if loss_scale is None:
+            if scale is None:
                 loss = F.cross_entropy(logits, target)
             else:
-                loss = F.cross_entropy(logits, target, reduction="sum") * loss_scale
+                loss = F.cross_entropy(logits, target, reduction="sum") * scale
             self.optim_.zero_grad(set_to_none=True)
             loss.backward()
             # Reported like numpy: the cost before the update, L2 included for the CNN.

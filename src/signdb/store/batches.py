@@ -43,6 +43,14 @@ _COPY = (
     "ORDER BY n.rn OFFSET %(offset)s) TO STDOUT (FORMAT BINARY)"
 )
 _QUERIES = {False: _COPY.format(order=_BY_ID), True: _COPY.format(order=_SHUFFLED)}
+# One reader takes every row: the ordered rows themselves, no numbering to share them out.
+_WHOLE = (
+    "COPY (SELECT i.id, i.label, i.pixels FROM signdb.run_images ri "
+    "JOIN signdb.images i ON i.id = ri.image_id "
+    "WHERE ri.run_id = %(run)s AND ri.split = %(split)s "
+    "ORDER BY {order} LIMIT %(used)s OFFSET %(offset)s) TO STDOUT (FORMAT BINARY)"
+)
+_WHOLE_QUERIES = {False: _WHOLE.format(order=_BY_ID), True: _WHOLE.format(order=_SHUFFLED)}
 
 
 @dataclass(frozen=True)
@@ -126,7 +134,9 @@ def copy_run_batches(
     block = share.batch * dtype.itemsize
     pending = bytearray()
     start = len(COPY_HEADER)
-    with raw_connection(session).cursor() as cur, cur.copy(_QUERIES[bool(shuffle)], params) as copy:
+    whole = share.world_size == 1 and share.workers == 1
+    query = (_WHOLE_QUERIES if whole else _QUERIES)[bool(shuffle)]
+    with raw_connection(session).cursor() as cur, cur.copy(query, params) as copy:
         for data in copy:
             pending += data
             while len(pending) >= start + block:

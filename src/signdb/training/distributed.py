@@ -176,6 +176,12 @@ def train_distributed(
         )
     device = resolve_device(spec.trainer.device if spec is not None else "auto")
     if device.type == "cuda":
+        if world.local_rank >= torch.cuda.device_count():
+            raise InvalidArgument(
+                f"rank {world.rank} is process {world.local_rank} of its machine, which has "
+                f"{torch.cuda.device_count()} GPU(s); start one process per GPU at most "
+                "(NCCL cannot share one GPU between processes), or train with --device cpu"
+            )
         torch.cuda.set_device(world.local_rank)
     if not dist.is_initialized():
         init_process_group("nccl" if device.type == "cuda" else "gloo")

@@ -15,7 +15,7 @@ import sys
 import uuid
 from collections.abc import Sequence
 
-from signdb.errors import InvalidArgument, RankFailed
+from signdb.errors import InvalidArgument, RankFailed, RunInterrupted
 
 #: Seconds the agent gives the other ranks to record a failure before it kills them.
 SHUTDOWN_SECONDS = 30
@@ -44,6 +44,7 @@ def launch(nproc: int, args: Sequence[str], *, quiet: bool = False) -> None:
     from signdb.ml.torchnet import require_torch
 
     require_torch()
+    from torch.distributed.elastic.multiprocessing.api import SignalException
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.launcher.api import LaunchConfig, elastic_launch
 
@@ -63,6 +64,11 @@ def launch(nproc: int, args: Sequence[str], *, quiet: bool = False) -> None:
     )
     try:
         elastic_launch(config, entrypoint=sys.executable)("-m", "signdb", *args)
+    except SignalException as e:  # SIGINT/SIGTERM here: the agent stopped every rank with it
+        raise RunInterrupted(
+            f"{e.sigval.name} stopped the launch's {nproc} processes; rank 0 checkpointed the "
+            "run and recorded it interrupted (`signdb runs list` shows it; --resume goes on)"
+        ) from None
     except ChildFailedError as e:
         failures = sorted(e.failures.items(), key=lambda item: item[1].timestamp)
         rank, first = failures[0]
