@@ -213,6 +213,39 @@ def test_a_killed_rank_fails_the_run_naming_it_and_resume_finishes_it(trained_ur
     assert (n, distinct, last) == (total, total, total - 1)
 
 
+def test_sigterm_stops_every_rank_at_one_step_and_the_run_is_interrupted(trained_url):
+    """The launcher passes SIGTERM to every rank; they agree on the step to stop at."""
+    before = _query(trained_url, "SELECT coalesce(max(id), 0) FROM signdb.runs")[0][0]
+    proc = signdb_popen(
+        "train", *TRAIN, "--iterations", "200", "--checkpoint-every", "5", "--nproc", "2",
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        run_id = _wait_for_checkpoint(trained_url, before, time.monotonic() + 120)
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=DEATH_BOUND)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 1 and "Traceback" not in err, err
+    assert "SIGTERM stopped the launch's 2 processes" in err
+    ((status, done, error),) = _query(
+        trained_url, "SELECT status, steps_done, error FROM signdb.runs WHERE id = %s", [run_id]
+    )
+    assert status == "interrupted" and error.startswith(f"run {run_id} interrupted by SIGTERM")
+    # A checkpoint at the step every rank stopped after, and no metric past it.
+    ((last_weights,),) = _query(
+        trained_url, "SELECT max(step) FROM signdb.weights WHERE run_id = %s", [run_id]
+    )
+    ((last_metric, n),) = _query(
+        trained_url,
+        "SELECT max(step), count(*) FROM signdb.run_metrics WHERE run_id = %s AND name = 'cost'",
+        [run_id],
+    )
+    assert last_weights == done == last_metric + 1 == n
+
+
 def test_torchrun_restarting_every_rank_continues_the_same_run(trained_url):
     before = _query(trained_url, "SELECT coalesce(max(id), 0) FROM signdb.runs")[0][0]
     cmd = _torchrun(*TRAIN, "--iterations", "20", "--checkpoint-every", "10", "--json",
