@@ -187,7 +187,7 @@ def test_a_killed_rank_fails_the_run_naming_it_and_resume_finishes_it(trained_ur
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-    assert status == "failed" and failed_after < DEATH_BOUND
+    assert status == "failed" and failed_after < DEATH_BOUND, (status, failed_after, err[-3000:])
     assert f"rank 1 of 2 (pid {victim} on " in error and "died" in error, error
     assert proc.returncode == 1 and out == ""
     assert f"run {run_id} failed: rank 1 of 2 (pid {victim}" in err, err
@@ -308,7 +308,7 @@ def test_your_own_loop_logs_one_run_from_every_rank(trained_url):
             ["--dataset", "mini", "--model", "logreg", "--nproc", "2"],
             "--nproc 2 needs --engine torch",
         ),
-        ([*TRAIN[:-1], "13", "--nproc", "2"], "batch size 13 does not split evenly over 2"),
+        ([*TRAIN, "--batch-size", "13", "--nproc", "2"], "batch size 13 does not split evenly"),
     ],
 )
 def test_what_cannot_train_on_several_processes_is_refused(trained_url, args, message):

@@ -286,6 +286,9 @@ ALLOWED = {
     ("store/images.py", "_sharded"): "interpolates the constant ORDER BY clauses of this module",
     ("db/roles.py", "optuna_grant_sql"): "schema and role names are module constants",
     ("db/sweep_storage.py", "ensure_tables"): "the schema name is the module constant SCHEMA",
+    ("store/ranks.py", "hold_rank"): "interpolates the constant lock key expression _KEY",
+    ("store/ranks.py", "release_rank"): "interpolates the constant lock key expression _KEY",
+    ("store/ranks.py", "live_ranks"): "interpolates the constant lock key expression _KEY",
 }
 
 

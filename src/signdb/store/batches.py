@@ -144,7 +144,7 @@ def copy_run_batches(
                 del pending[: start + block]
                 start = 0
     if pending[-len(COPY_TRAILER) :] != COPY_TRAILER or pending[:start] != COPY_HEADER[:start]:
-        raise DatabaseError(f"the COPY of run {run_id}'s {split} images ended mid-row; retry")
+        raise DatabaseError(f"the stream of run {run_id}'s {split} images ended mid-row; retry")
     rest = pending[start : len(pending) - len(COPY_TRAILER)]
     if rest:
         yield _batch(rest, dtype, shape, run_id)

@@ -240,9 +240,9 @@ def _open(
         try:
             run, model, step = _lead(engine, world, spec, resume_id, engine_name, standbys)
             message = [run.id, step, None]
-        except SignDBError as e:
-            message = [None, 0, str(e)]
-            dist.broadcast_object_list(message, src=0)
+        except Exception as e:  # noqa: BLE001 - whatever it is, the others must not wait for it
+            error = str(e) if isinstance(e, SignDBError) else f"{type(e).__name__}: {e}"
+            dist.broadcast_object_list([None, 0, error], src=0)
             raise
         dist.broadcast_object_list(message, src=0)
         return run, model, step, _settings(engine, run.id, spec)
