@@ -57,8 +57,8 @@ DB = "signdb_bench_distributed"
 DATASET = "sld"
 BIG = "sld10"
 BATCH = 32
-REPEATS = 3
-TRAIN_REPEATS = 2
+REPEATS = 5
+TRAIN_REPEATS = 3
 GOAL_FEED = 0.8  # batched RunDataset over raw COPY
 PREP = Preprocessing()
 

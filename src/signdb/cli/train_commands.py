@@ -256,7 +256,7 @@ def _launch(
     if read_urls:
         os.environ["SIGNDB_READ_DATABASE_URL"] = " ".join(read_urls)
     args = command_line(click_ctx, drop={"nproc", "database_url", "read_urls"})
-    launch(nproc, ["train", *args], quiet=ctx.as_json)
+    launch(nproc, ["train", *args], engine=ctx.db.engine, quiet=ctx.as_json)
 
 
 def command_line(click_ctx: click.Context, drop: set[str]) -> list[str]:

@@ -15,10 +15,14 @@ import sys
 import uuid
 from collections.abc import Sequence
 
-from signdb.errors import InvalidArgument, RankFailed, RunInterrupted
+from sqlalchemy import Engine
+
+from signdb.db.engine import transaction
+from signdb.errors import InvalidArgument, RankFailed, RunInterrupted, SignDBError
+from signdb.store import runs as run_store
 
 #: Seconds the agent gives the other ranks to record a failure before it kills them.
-SHUTDOWN_SECONDS = 30
+SHUTDOWN_SECONDS = 60
 
 
 def threads_per_process(nproc: int, cpus: int | None = None) -> int:
@@ -34,10 +38,15 @@ def threads_per_process(nproc: int, cpus: int | None = None) -> int:
     return max(1, cpus // nproc)
 
 
-def launch(nproc: int, args: Sequence[str], *, quiet: bool = False) -> None:
+def launch(
+    nproc: int, args: Sequence[str], *, engine: Engine | None = None, quiet: bool = False
+) -> None:
     """Run ``python -m signdb <args>`` as ``nproc`` ranks on this machine; raise when one fails.
 
     ``quiet`` keeps the agent's own log lines (which go to stderr) to errors only.
+    When a rank fails, the agent knows which: with ``engine``, it also marks the
+    launch's run failed naming it, unless a rank recorded the failure first (a
+    rank 0 too slow to do so before the agent stopped it, on a loaded machine).
     """
     if isinstance(nproc, bool) or not isinstance(nproc, int) or nproc < 1:
         raise InvalidArgument(f"--nproc must be a number of processes >= 1, got {nproc!r}")
@@ -77,7 +86,27 @@ def launch(nproc: int, args: Sequence[str], *, quiet: bool = False) -> None:
             if first.exitcode < 0
             else f"exited with status {first.exitcode}"
         )
+        if engine is not None:
+            _record_failure(
+                engine, config.run_id, f"rank {rank} of {nproc} (pid {first.pid}) {how}"
+            )
         raise RankFailed(
             f"rank {rank} of {nproc} (pid {first.pid}) {how}, and the launch stopped; "
             "its run's error (signdb runs show RUN_ID) says why"
         ) from None
+
+
+def _record_failure(engine: Engine, launch_id: str, what: str) -> None:
+    """The launch's run, if rank 0 made one and it is still running: failed, naming the rank."""
+    try:
+        with transaction(engine, "recording the failed launch") as session:
+            run_id = run_store.run_of_launch(session, f"torchrun:{launch_id}")
+            if run_id is not None:
+                run_store.fail_if_running(
+                    session,
+                    run_id,
+                    f"{what}; the launcher stopped the other processes; resume with "
+                    f"`signdb train --resume {run_id} --nproc N` (any number of processes)",
+                )
+    except SignDBError:
+        pass  # the error raised below says what happened; the heartbeat ends the run
