@@ -136,7 +136,9 @@ def _feed_rows(run: Run, label: str) -> list[dict]:
 
 
 # -- training -----------------------------------------------------------------------------
-def _epoch_seconds(url: str, nproc: int, device: str = "cpu") -> tuple[float, int]:
+def _epoch_seconds(
+    url: str, nproc: int, device: str = "cpu", threads: int | None = None
+) -> tuple[float, int]:
     """(seconds, images) of the second epoch of a ``signdb train`` of the default cnn.
 
     A checkpoint closes every epoch (``--checkpoint-every`` = steps per epoch),
@@ -155,10 +157,10 @@ def _epoch_seconds(url: str, nproc: int, device: str = "cpu") -> tuple[float, in
            "--eval-every", "100000", "--json"]  # fmt: skip
     if nproc > 1:
         cmd += ["--nproc", str(nproc)]
-    proc = subprocess.run(
-        cmd, capture_output=True, text=True, env={**os.environ, "SIGNDB_DATABASE_URL": url},
-        timeout=3600,
-    )  # fmt: skip
+    env = {**os.environ, "SIGNDB_DATABASE_URL": url}
+    if threads is not None:
+        env["OMP_NUM_THREADS"] = str(threads)
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=3600)
     if proc.returncode != 0:
         raise RuntimeError(f"signdb train failed: {proc.stderr[-2000:]}")
     run_id = json.loads(proc.stdout)["run_id"]
@@ -173,29 +175,30 @@ def _epoch_seconds(url: str, nproc: int, device: str = "cpu") -> tuple[float, in
 
 
 def _training_rows(url: str) -> list[dict]:
-    rows = []
-    rates = {}
-    for nproc in (1, 2):
-        measured = []
-        for repeat in range(TRAIN_REPEATS):
-            seconds, images = _epoch_seconds(url, nproc)
-            measured.append(images / seconds)
-            note(f"cnn, {nproc} process(es), repeat {repeat + 1}: an epoch in {seconds:.1f} s")
-        rates[nproc] = statistics.median(measured)
-        threads = "torch's default threads" if nproc == 1 else "OMP_NUM_THREADS=cores/2 each"
-        rows.append(
-            row(
-                "training",
-                f"default cnn, one epoch, {nproc} process(es), gloo, CPU ({threads})",
-                rates[nproc],
-                "samples/s",
-            )  # fmt: skip
-        )
+    """One process as a user runs it (torch's threads: one per core), one process on one
+    thread, and two processes (``--nproc 2``: one thread each)."""
+    variants = {
+        "1 process, torch's default threads": (1, None),
+        "1 process, OMP_NUM_THREADS=1": (1, 1),
+        "2 processes (--nproc 2, gloo), OMP_NUM_THREADS=1 each": (2, None),
+    }
+    measured: dict[str, list[float]] = {name: [] for name in variants}
+    for repeat in range(TRAIN_REPEATS):
+        for name, (nproc, threads) in variants.items():  # alternating, as the feed's
+            seconds, images = _epoch_seconds(url, nproc, threads=threads)
+            measured[name].append(images / seconds)
+            note(f"cnn, {name}, repeat {repeat + 1}: an epoch in {seconds:.1f} s")
+    rates = {name: statistics.median(v) for name, v in measured.items()}
+    rows = [
+        row("training", f"default cnn, one epoch, CPU: {name}", rate, "samples/s")
+        for name, rate in rates.items()
+    ]
+    two, one = list(rates.values())[2], list(rates.values())[1]
     rows.append(
         row(
             "training",
-            "2 processes / 1 (on 2 cores: DDP's overhead, not a speed-up)",
-            rates[2] / rates[1],
+            "2 processes / 1 process on one thread (2 cores: DDP's cost, not a speed-up)",
+            two / one,
             "x",
         )  # fmt: skip
     )
