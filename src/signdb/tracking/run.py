@@ -425,6 +425,8 @@ class Run:
         message = str(exc) if isinstance(exc, SignDBError) else f"{type(exc).__name__}: {exc}"
         if self.lease is not None:  # a distributed run: say which rank died, if one did
             message = self.lease.explain(message)
+            if self.resume_hint:
+                message += f"; {self.resume_hint.format(run_id=self.id)}"
         try:
             self.metrics.flush()
         except Exception as flush_error:  # noqa: BLE001
