@@ -23,7 +23,7 @@ from typing import Any
 
 from sqlalchemy import Engine
 
-from signdb.config import database_url_from, redact
+from signdb.config import database_url_from, read_database_urls_from, redact
 from signdb.data.preprocess import Preprocessing
 from signdb.data.samples import Rejection
 from signdb.db.engine import get_engine, resolve_url, transaction
@@ -32,20 +32,25 @@ from signdb.evaluation import CompareResult, EvaluationResult, compare, evaluate
 from signdb.loading import LoadResult, load_dataset
 from signdb.reporting import write_report
 from signdb.store import datasets as ds_store
-from signdb.tracking import Run, list_runs, show_run, start_run
+from signdb.tracking import Run, join_run, list_runs, show_run, start_run
 from signdb.training import TrainerSettings, TrainResult, TrainSpec, resume, train
 from signdb.training.loop import Progress
 
 ClassesArg = str | Sequence[int | str] | None
 
 
-def connect(url: str | None = None) -> Database:
+def connect(url: str | None = None, *, read_url: str | Sequence[str] | None = None) -> Database:
     """A handle on one signdb database.
 
     ``url`` is any PostgreSQL URL; None reads ``$SIGNDB_DATABASE_URL`` and,
     without it, starts (or reuses) the embedded server, which is migrated on
     first use. Another server's schema must be current: an out-of-date one is
     refused with the command that upgrades it.
+
+    ``read_url`` names hot standbys of that server (one URL, several separated
+    by spaces, or a list; None reads ``$SIGNDB_READ_DATABASE_URL``): runs read
+    their images from one of them, once it has replayed the run's split
+    assignment, and write everything to ``url``.
 
     >>> signdb.connect(example_url).url.startswith("postgresql")
     True
@@ -63,7 +68,8 @@ def connect(url: str | None = None) -> Database:
         if url:
             fix += f" --database-url '{redact(url)}'"
         migrate.require_current(engine, fix=fix)
-    return Database(engine)
+    standbys = [get_engine(resolve_url(u)[0]) for u in read_database_urls_from(read_url)]
+    return Database(engine, standbys)
 
 
 @dataclass(frozen=True)
@@ -136,8 +142,10 @@ class Database:
     True
     """
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, standbys: Sequence[Engine] = ()) -> None:
         self.engine = engine
+        #: Hot standbys of ``engine`` that runs read their images from.
+        self.standbys = list(standbys)
 
     @property
     def url(self) -> str:
@@ -245,7 +253,7 @@ class Database:
             checkpoint_every=checkpoint_every,
             **hyperparams,
         )
-        return train(self.engine, spec, progress=progress)
+        return train(self.engine, spec, progress=progress, standbys=self.standbys)
 
     def submit(
         self,
@@ -279,7 +287,7 @@ class Database:
         ...
         signdb.errors.InvalidArgument: run ... already succeeded; nothing to resume
         """
-        return resume(self.engine, run_id, progress=progress)
+        return resume(self.engine, run_id, progress=progress, standbys=self.standbys)
 
     def start_run(
         self,
@@ -294,12 +302,15 @@ class Database:
         split: str = "auto",
         name: str | None = None,
         cache: str = "auto",
+        world_size: int = 1,
     ) -> Run:
         """A run for your own training code; use it as a context manager.
 
         ``model`` is free text (``"torch:resnet18"``); ``params`` are stored as
         the run's hyperparameters. The dataset, classes and fractions are
         checked, and the split assigned, before the run row is written.
+        ``world_size`` > 1 starts it as rank 0 of that many processes, which
+        open it with :meth:`join_run` (``signdb.torch.distributed_run`` does both).
 
         >>> with db.start_run("shapes", "my-model", params={"lr": 0.1}) as run:
         ...     X, y, ids = run.arrays("train")
@@ -319,6 +330,32 @@ class Database:
             split=split,
             name=name,
             cache=cache,
+            world_size=world_size,
+            standbys=self.standbys,
+        )
+
+    def join_run(self, run_id: int, *, rank: int, world_size: int, cache: str = "auto") -> Run:
+        """Run ``run_id``, which rank 0 started with ``world_size=world_size``, as rank ``rank``.
+
+        It reads like the run rank 0 holds (``RunDataset`` gives it this rank's
+        shard); its ``log``, ``save_weights`` and ``log_predictions`` do nothing,
+        since rank 0 records the run. An exception leaving its ``with`` block
+        marks the run failed, naming the rank.
+
+        >>> with db.start_run("shapes", "doc:ranks", world_size=2) as run:
+        ...     with db.join_run(run.id, rank=1, world_size=2) as other:
+        ...         other.log(0, loss=1.0)  # rank 0 logs; this does nothing
+        ...     run.log(0, loss=0.5)
+        >>> db.run(run.id)["status"], other.writes
+        ('succeeded', False)
+        """
+        return join_run(
+            self.engine,
+            run_id,
+            rank=rank,
+            world_size=world_size,
+            cache=cache,
+            standbys=self.standbys,
         )
 
     # -- results -------------------------------------------------------------------

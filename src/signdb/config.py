@@ -2,6 +2,7 @@
 
 Environment variables:
   SIGNDB_DATABASE_URL   any PostgreSQL URL; unset means the embedded server
+  SIGNDB_READ_DATABASE_URL  hot standbys of it for image reads (several: space-separated)
   SIGNDB_HOME           the data home (embedded cluster, download cache, reports)
   SIGNDB_DATASET_DIR    where tests, benchmarks and the demo read the shared dataset
 """
@@ -9,7 +10,9 @@ Environment variables:
 from __future__ import annotations
 
 import os
+import re
 import stat
+from collections.abc import Sequence
 from pathlib import Path
 
 from sqlalchemy.engine import URL, make_url
@@ -46,6 +49,27 @@ def dataset_dir() -> Path:
 def database_url_from(flag: str | None) -> str | None:
     """The URL given by ``--database-url`` or ``$SIGNDB_DATABASE_URL``; None means embedded."""
     return flag or os.environ.get("SIGNDB_DATABASE_URL") or None
+
+
+def read_database_urls_from(given: str | Sequence[str] | None) -> list[str]:
+    """The standby URLs of ``--read-database-url``/``connect(read_url=...)``, else of
+    ``$SIGNDB_READ_DATABASE_URL``; [] means reads go to the primary.
+
+    Several URLs are separated by spaces or commas.
+
+    >>> read_database_urls_from("postgresql://a/db, postgresql://b/db postgres://c/db")
+    ['postgresql://a/db', 'postgresql://b/db', 'postgres://c/db']
+    """
+    if given is None or (not isinstance(given, str) and not given):
+        given = os.environ.get("SIGNDB_READ_DATABASE_URL") or ""
+    items = [given] if isinstance(given, str) else list(given)
+    urls = []
+    for item in items:
+        for url in re.split(r"[\s,]+", item.strip()):
+            if url:
+                parse_database_url(url)  # a clear error now, not at the first read
+                urls.append(url)
+    return urls
 
 
 def parse_database_url(raw: str) -> URL:

@@ -8,7 +8,8 @@ one line and exits 1.
     ├── DatabaseError            the server refused a statement
     │   ├── DatabaseUnavailable  the server went away (a run retries these for a while)
     │   ├── EmbeddedServerError  the embedded PostgreSQL could not start
-    │   └── SchemaOutOfDate      run `signdb db upgrade`
+    │   ├── SchemaOutOfDate      run `signdb db upgrade`
+    │   └── StandbyBehind        a read standby has not replayed what a run must read
     ├── InputError               a user-supplied value is wrong
     │   ├── NotFound             no such dataset / run / path
     │   │   └── ModelNotFound    no model alias or run-<id> by that name (a 404 when served)
@@ -24,7 +25,8 @@ one line and exits 1.
     ├── RunClosed                a call on a run that has already ended
     ├── SweepError               a sweep cannot go on (no sweep tables, a lost trial)
     └── TrainingError            a run failed while training
-        └── RunInterrupted       SIGINT/SIGTERM stopped a run
+        ├── RunInterrupted       SIGINT/SIGTERM stopped a run
+        └── RankFailed           a process of a distributed run died or failed
 """
 
 from __future__ import annotations
@@ -60,6 +62,10 @@ class EmbeddedServerError(DatabaseError):
 
 class SchemaOutOfDate(DatabaseError):
     pass
+
+
+class StandbyBehind(DatabaseError):
+    """A hot standby named for reads had not replayed a run's split assignment in time."""
 
 
 class InputError(SignDBError):
@@ -129,3 +135,7 @@ class TrainingError(SignDBError):
 
 class RunInterrupted(TrainingError):
     """SIGINT or SIGTERM arrived while a run was open; the run is stored ``interrupted``."""
+
+
+class RankFailed(TrainingError):
+    """A rank of a distributed run died or raised; the run is stored ``failed`` naming it."""

@@ -292,6 +292,9 @@ ALLOWED = {
     ("cli/serve_commands.py", "serve"): "an error message showing the GRANT to run; never executed",
     ("db/roles.py", "queue_grant_sql"): "schema and role names are module constants",
     ("db/queue_schema.py", "queue_drift"): "the scratch schema's name is the constant _EXPECTED",
+    ("store/ranks.py", "hold_rank"): "interpolates the constant lock key expression _KEY",
+    ("store/ranks.py", "release_rank"): "interpolates the constant lock key expression _KEY",
+    ("store/ranks.py", "live_ranks"): "interpolates the constant lock key expression _KEY",
 }
 
 

@@ -21,6 +21,8 @@ class Context:
 
     database_url: str | None
     as_json: bool
+    #: Hot standbys for image reads (``--read-database-url``); empty: the environment's.
+    read_database_urls: tuple[str, ...] = ()
     _engine: Engine | None = None
     _db: Any = None
 
@@ -40,7 +42,7 @@ class Context:
         if self._db is None:
             from signdb.api import connect
 
-            self._db = connect(self.database_url)
+            self._db = connect(self.database_url, read_url=list(self.read_database_urls) or None)
         return self._db
 
     def ready_engine(self) -> Engine:

@@ -152,31 +152,119 @@ _TRAIN_OPTIONS = [
     metavar="RUN_ID",
     help="Continue RUN_ID from its last checkpoint.",
 )
+@click.option(
+    "--nproc",
+    type=click.IntRange(min=1),
+    help="Train the run on N processes of this machine with torch.distributed (--engine "
+    "torch), as `torchrun --standalone --nproc-per-node N -m signdb train ...` does.",
+)
+@click.option(
+    "--read-database-url",
+    "read_urls",
+    multiple=True,
+    metavar="URL",
+    help="A hot standby to read the images from (repeat for several; ranks spread over "
+    "them); default $SIGNDB_READ_DATABASE_URL. Writes go to --database-url.",
+)
 @common_options
-def train(ctx: Context, resume_id: int | None, **flags: Any) -> None:
+def train(
+    ctx: Context,
+    resume_id: int | None,
+    nproc: int | None,
+    read_urls: tuple[str, ...],
+    **flags: Any,
+) -> None:
     """Train a model on a dataset, logging metrics, checkpoints and weights to PostgreSQL.
 
     The defaults reproduce the seed experiment: logistic regression on digits 0
     and 1, every weight 0.01, bias 0, learning rate 0.01, 150 full-batch steps.
     """
     from signdb import training
+    from signdb.training.distributed import train_distributed, world_from_env
 
     # Everything is checked before a server starts.
     if resume_id is None and not flags["dataset"]:
         raise click.UsageError("--dataset is required (or --resume RUN_ID)")
     engine_name = flags["engine_name"]
-    spec = spec_from_flags(flags)
+    spec = spec_from_flags(flags) if resume_id is None else None
+    world = world_from_env()
+    if nproc is not None and nproc > 1:
+        if world is not None:
+            raise InvalidArgument("--nproc starts its own processes; leave it out under torchrun")
+        _launch(ctx, nproc, read_urls, engine=(engine_name or "numpy", resume_id))
+        return
+    ctx.read_database_urls = read_urls
+    engine = ctx.db.engine
+    standbys = ctx.db.standbys
     progress = TrainProgress(ctx)
     try:
-        if resume_id is not None:
+        if world is not None:
+            if world.rank != 0:
+                progress.enabled = False
+            result = train_distributed(
+                engine,
+                world,
+                spec,
+                resume_id=resume_id,
+                engine_name=engine_name,
+                standbys=standbys,
+                progress=progress,
+            )
+        elif spec is None:
             result = training.resume(
-                ctx.db.engine, resume_id, progress=progress, engine_name=engine_name
+                engine, resume_id, progress=progress, engine_name=engine_name, standbys=standbys
             )
         else:
-            result = training.train(ctx.db.engine, spec, progress=progress)
+            result = training.train(engine, spec, progress=progress, standbys=standbys)
     finally:
         progress.close()
-    ctx.emit(result.as_dict(), _human_result)
+    if world is None or world.rank == 0:  # one result for the whole launch
+        ctx.emit(result.as_dict(), _human_result)
+
+
+def _launch(
+    ctx: Context, nproc: int, read_urls: tuple[str, ...], *, engine: tuple[str, int | None]
+) -> None:
+    """``--nproc N``: this command again on N ranks (rank 0 prints the result)."""
+    import os
+
+    from signdb.training.launch import launch
+
+    if engine[1] is None and engine[0] != "torch":
+        raise InvalidArgument(
+            f"--nproc {nproc} needs --engine torch (the {engine[0]} engine trains in one process)"
+        )
+    click_ctx = click.get_current_context()
+    from signdb.tracking.feed import check_global_batch
+
+    check_global_batch(click_ctx.params.get("batch_size"), nproc)  # before starting anything
+    # URLs travel in the environment: a password on a command line is visible in `ps`.
+    if ctx.database_url:
+        os.environ["SIGNDB_DATABASE_URL"] = ctx.database_url
+    if read_urls:
+        os.environ["SIGNDB_READ_DATABASE_URL"] = " ".join(read_urls)
+    args = command_line(click_ctx, drop={"nproc", "database_url", "read_urls"})
+    launch(nproc, ["train", *args], engine=ctx.db.engine, quiet=ctx.as_json)
+
+
+def command_line(click_ctx: click.Context, drop: set[str]) -> list[str]:
+    """The options given on the command line, as flags again (the children's argv)."""
+    from click.core import ParameterSource
+
+    args: list[str] = []
+    for param in click_ctx.command.params:
+        name = param.name or ""
+        if name in drop or not isinstance(param, click.Option):
+            continue
+        if click_ctx.get_parameter_source(name) is not ParameterSource.COMMANDLINE:
+            continue
+        value = click_ctx.params[name]
+        if param.is_flag:
+            args += [param.opts[0]] if value else []
+            continue
+        for item in value if param.multiple else [value]:
+            args += [param.opts[0], str(item)]
+    return args
 
 
 def spec_from_flags(flags: dict[str, Any]) -> Any:

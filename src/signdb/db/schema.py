@@ -179,7 +179,13 @@ runs = Table(
     Column("worker_host", Text),
     Column("worker_pid", Integer),
     Column("attempt", Integer, nullable=False, server_default="0"),
+    # Processes that trained the run (torch.distributed); the launch that made a
+    # distributed run, so a rank 0 that torchrun restarts continues it (revision 0016).
+    Column("world_size", Integer, nullable=False, server_default="1"),
+    Column("launch_key", Text),
     CheckConstraint(_in("status", RUN_STATUSES), name="status"),
+    CheckConstraint("world_size >= 1", name="world_size"),
+    UniqueConstraint("launch_key"),
     CheckConstraint(_in("engine", ENGINES), name="engine"),
     CheckConstraint("val_fraction >= 0 AND test_fraction + val_fraction < 1", name="val_fraction"),
     CheckConstraint(_in("split", SPLIT_MODES), name="split"),

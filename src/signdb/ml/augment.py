@@ -27,6 +27,7 @@ def random_affine(
     max_rotation: float = 10.0,
     max_zoom: float = 0.1,
     stream: int = AUGMENT_STREAM,
+    rows: tuple[int, int, int] | None = None,
 ) -> np.ndarray:
     """Return a randomly shifted, rotated and zoomed copy of ``X``.
 
@@ -48,7 +49,8 @@ def random_affine(
     n, h, w, c = X.shape
     rng = step_rng(seed, step, stream)
     f = np.float32
-    u = rng.uniform(-1.0, 1.0, size=(4, n)).astype(f)
+    start, total, stride = rows or (0, n, 1)
+    u = rng.uniform(-1.0, 1.0, size=(4, total)).astype(f)[:, start::stride]
     theta = u[0] * f(np.deg2rad(max_rotation))
     zoom = f(1) + u[1] * f(max_zoom)
     ty, tx = u[2] * f(max_shift * h), u[3] * f(max_shift * w)

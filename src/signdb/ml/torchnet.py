@@ -175,6 +175,8 @@ class _TorchEngine(Classifier):
     #: Whether the reported cost includes the L2 term (ConvNet's does, the MLP's not).
     l2_in_cost: ClassVar[bool] = False
     _device_name: str = "cpu"
+    _net: Any = None  # DistributedDataParallel over module_, while training distributed
+    _draw: tuple[int, int, int] | None = None  # a rank's (start, batch total, stride)
 
     # -- device -----------------------------------------------------------------
     @property
@@ -209,15 +211,22 @@ class _TorchEngine(Classifier):
             )
 
     def _step(self, X: np.ndarray, y: np.ndarray, step: int) -> StepResult:
-        X = self._augment(X, step)
+        return self._step_tensor(self._tensor(self._augment(X, step)), y, step)
+
+    def _step_tensor(self, x: Any, y: Any, step: int, scale: float | None = None) -> StepResult:
+        """One update on NHWC ``x`` (augmented, on the device); ``scale``: a rank's summed
+        loss times ``scale`` instead of the mean (:mod:`signdb.ml.torchddp`)."""
         module, dev = self.module_, torch.device(self._device_name)
         rate = float(getattr(self, "dropout", 0.0))
         with _deterministic():
             module.train()
             gen = _generator(self.seed, step, DROPOUT_STREAM, dev) if rate else None
             target = torch.as_tensor(y, dtype=torch.long, device=dev)
-            logits = self._logits(self._tensor(X), gen, rate)
-            loss = F.cross_entropy(logits, target)
+            logits = (self._net or self._logits)(x, gen, rate)
+            if scale is None:
+                loss = F.cross_entropy(logits, target)
+            else:
+                loss = F.cross_entropy(logits, target, reduction="sum") * scale
             self.optim_.zero_grad(set_to_none=True)
             loss.backward()
             # Reported like numpy: the cost before the update, L2 included for the CNN.
@@ -333,7 +342,9 @@ class _TorchEngine(Classifier):
         if x.ndim > 2:
             x = x.permute(0, 2, 3, 1).reshape(len(x), -1)
         if gen is not None:
-            keep = torch.rand(x.shape, generator=gen, device=x.device) >= rate
+            start, total, stride = self._draw or (0, len(x), 1)  # a rank draws the whole batch's
+            keep = torch.rand((total, *x.shape[1:]), generator=gen, device=x.device)
+            keep = keep[start::stride] >= rate
             x = x * (keep.to(x.dtype) * (1.0 / (1.0 - rate)))
         x = self.module_[f"dense{i}"](x)
         return F.relu(x) if relu else x

@@ -47,6 +47,7 @@ class Run:
     steps_done: int
     train_accuracy: float | None
     test_accuracy: float | None
+    world_size: int = 1  # processes that trained it (torch.distributed)
 
     def as_dict(self) -> dict[str, Any]:
         out = asdict(self)
@@ -62,7 +63,7 @@ _RUN_COLUMNS = """
     r.status AS stored_status, r.started_at, r.finished_at, r.heartbeat_at, r.error,
     r.dataset_fingerprint, r.code_version, r.host, r.train_size, r.val_size, r.test_size,
     r.total_steps,
-    r.steps_done, r.train_accuracy, r.test_accuracy
+    r.steps_done, r.train_accuracy, r.test_accuracy, r.world_size
 """
 
 
@@ -84,6 +85,8 @@ def create_run(
     val_fraction: float = 0.0,
     split: str = "hash",
     status: str = "running",
+    world_size: int = 1,
+    launch_key: str | None = None,
 ) -> int:
     """A new run: ``running`` (started here and now) or ``queued`` (for a worker)."""
     started = text("now()") if status == "running" else None
@@ -107,6 +110,8 @@ def create_run(
             code_version=code_version,
             host=host,
             pid=pid,
+            world_size=world_size,
+            launch_key=launch_key,
         )
         .returning(runs.c.id)
     ).scalar_one()
@@ -202,7 +207,10 @@ def set_status(
     session.execute(update(runs).where(runs.c.id == run_id).values(**values))
 
 
-def mark_resumed(session: Session, run_id: int, pid: int, host: str) -> None:
+def mark_resumed(
+    session: Session, run_id: int, pid: int, host: str, world_size: int | None = None
+) -> None:
+    values: dict[str, Any] = {"world_size": world_size} if world_size is not None else {}
     session.execute(
         update(runs)
         .where(runs.c.id == run_id)
@@ -215,7 +223,37 @@ def mark_resumed(session: Session, run_id: int, pid: int, host: str) -> None:
             error=None,
             pid=pid,
             host=host,
+            **values,
         )
+    )
+
+
+def run_of_launch(session: Session, launch_key: str) -> int | None:
+    """The run a distributed launch created (``runs.launch_key``), if it created one."""
+    return session.execute(
+        text("SELECT id FROM signdb.runs WHERE launch_key = :k"), {"k": launch_key}
+    ).scalar_one_or_none()
+
+
+def release_launch(session: Session, launch_key: str) -> None:
+    """A new launch took ``launch_key`` (a reused rendezvous id): the older run gives it up."""
+    session.execute(update(runs).where(runs.c.launch_key == launch_key).values(launch_key=None))
+
+
+def fail_if_running(session: Session, run_id: int, error: str) -> bool:
+    """Mark a running run failed with ``error``; False when it already ended.
+
+    Every rank of a distributed run may see the same failure: the first to
+    record it wins, and its message (the most direct one) stays.
+    """
+    return bool(
+        session.execute(
+            update(runs)
+            .where(runs.c.id == run_id, runs.c.status == "running")
+            .values(
+                status="failed", error=error, finished_at=text("now()"), heartbeat_at=text("now()")
+            )
+        ).rowcount
     )
 
 

@@ -68,9 +68,13 @@ class RunData:
         cache: str = "auto",
         retry_seconds: float = 0.0,
         pool: ImagePool | None = None,
+        standby: Engine | None = None,
     ) -> None:
         check_cache_mode(cache)
         self.pool = pool
+        #: The hot standby image reads go to (None: the primary); see :meth:`image_engine`.
+        self.standby = standby
+        self._replayed = standby is None
         self.retry_seconds = retry_seconds
         self.engine = engine
         self.run_id = run_id
@@ -87,8 +91,25 @@ class RunData:
         self._full: dict[str, tuple[np.ndarray, np.ndarray]] = {}
 
     # -- reading -----------------------------------------------------------------
+    def image_engine(self) -> Engine:
+        """Where this run's images are read: the standby once it has replayed the run's
+        split assignment (waited for once, see :mod:`signdb.tracking.standby`), else
+        the primary."""
+        if self.standby is None:
+            return self.engine
+        if not self._replayed:
+            from signdb.tracking.standby import wait_for_replay
+
+            wait_for_replay(self.engine, self.standby, self.run_id, self.sizes)
+            self._replayed = True
+        return self.standby
+
     def stream(
-        self, splits: list[str], chunk: int, shuffle: tuple[int, int] | None = None
+        self,
+        splits: list[str],
+        chunk: int,
+        shuffle: tuple[int, int] | None = None,
+        shard: tuple[int, int] | None = None,
     ) -> Iterator[image_store.ImageChunk]:
         """Chunks of the run's images of ``splits``, straight from PostgreSQL.
 
@@ -99,9 +120,10 @@ class RunData:
         offset = 0
         deadline: float | None = None  # set by a failure, cleared by progress
         delay = 0.25
+        engine = self.image_engine()
         while True:
             try:
-                with transaction(self.engine, "reading the run's images") as session:
+                with transaction(engine, "reading the run's images") as session:
                     for part in image_store.stream_run_images(
                         session,
                         self.run_id,
@@ -110,6 +132,7 @@ class RunData:
                         chunk=chunk,
                         shuffle=shuffle,
                         offset=offset,
+                        shard=shard,
                     ):
                         offset += len(part.ids)
                         deadline, delay = None, 0.25
@@ -206,9 +229,29 @@ class RunData:
             self._full[split] = batch
         return batch
 
-    def pixel_chunks(self, split: str) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    def pixel_chunks(
+        self, split: str, shard: tuple[int, int] | None = None
+    ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """(uint8 pixels, y class indices) chunks covering ``split`` once in id order, for
-        scoring with :meth:`~signdb.ml.base.Classifier.predict_proba_pixels`."""
+        scoring with :meth:`~signdb.ml.base.Classifier.predict_proba_pixels`.
+
+        ``shard=(index, count)`` keeps positions ``index, index + count, ...`` of that
+        order: one rank's part of a distributed evaluation.
+        """
+        if shard is not None and shard[1] > 1:
+            if split in self._cache:
+                arrays = self._cache[split]
+                pixels, labels = (
+                    arrays.pixels[shard[0] :: shard[1]],
+                    arrays.labels[shard[0] :: shard[1]],
+                )
+                for start in range(0, len(labels), READ_CHUNK):
+                    sl = slice(start, start + READ_CHUNK)
+                    yield pixels[sl], self.index(labels[sl])
+                return
+            for chunk in self.stream([split], READ_CHUNK, shard=shard):
+                yield chunk.pixels, self.index(chunk.labels)
+            return
         if self.cached or split in self._cache:
             arrays = self.split(split)
             for start in range(0, len(arrays.labels), READ_CHUNK):

@@ -25,6 +25,8 @@ def show_run(engine: Engine, run_id: int) -> dict[str, Any]:
     with transaction(engine, f"reading run {run_id}") as session:
         run_store.reconcile_stale(session)
         found = summaries.run_summary(session, run_id)
-    if found is None:
-        raise NotFound(f"no run with id {run_id}; `signdb runs list` shows the runs")
+        if found is None:
+            raise NotFound(f"no run with id {run_id}; `signdb runs list` shows the runs")
+        # Beside the view's columns: how many processes trained it (torch.distributed).
+        found["world_size"] = run_store.get_run(session, run_id).world_size
     return found

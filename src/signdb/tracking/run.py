@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 from sqlalchemy import Engine
@@ -35,6 +35,7 @@ from signdb.ml.metrics import DEFAULT_THRESHOLDS, parse_thresholds
 from signdb.store import onnx_models as onnx_store
 from signdb.store import runs as run_store
 from signdb.store import weights as weight_store
+from signdb.tracking.checks import check_split, check_step, check_tensors
 from signdb.tracking.data import RunData
 from signdb.tracking.logger import Heartbeat, MetricLogger, check_metric, default_retry_seconds
 from signdb.tracking.onnx_model import check_onnx_model
@@ -45,6 +46,9 @@ from signdb.tracking.predictions import (
     record_predictions,
     scored_from_user,
 )
+
+if TYPE_CHECKING:
+    from signdb.tracking.lease import RankLease
 
 T = TypeVar("T")
 _SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -77,6 +81,8 @@ class Run:
         retry_seconds: float | None = None,
         heartbeat_seconds: float | None = None,
         pool: ImagePool | None = None,
+        standby: Engine | None = None,
+        lease: RankLease | None = None,
     ) -> None:
         if signals not in ("raise", "flag"):
             raise InvalidArgument(f"signals must be 'raise' or 'flag', got {signals!r}")
@@ -87,8 +93,20 @@ class Run:
         self.classes: list[int] = sorted(record.classes)
         self.retry_seconds = default_retry_seconds() if retry_seconds is None else retry_seconds
         self.data = RunData(
-            engine, record.id, shape, self.classes, record.seed, cache, self.retry_seconds, pool
+            engine,
+            record.id,
+            shape,
+            self.classes,
+            record.seed,
+            cache,
+            self.retry_seconds,
+            pool,
+            standby=standby,
         )
+        #: This process's rank lock of a distributed run (None for one process).
+        self.lease = lease
+        self.rank = 0 if lease is None else lease.rank
+        self.world_size = record.world_size
         self.metrics = MetricLogger(engine, record.id, retry_seconds=self.retry_seconds)
         self._signals = signals
         #: How to go on after an interruption ("{run_id}" is replaced), or None.
@@ -108,6 +126,8 @@ class Run:
         if self._entered:
             raise InvalidArgument(f"run {self.id} is already open; use it in one `with` block")
         self._entered = True
+        if self.lease is not None:
+            self.lease.acquire()
         self._heartbeat.start()
         if threading.current_thread() is threading.main_thread():
             for sig in _SIGNALS:
@@ -121,6 +141,18 @@ class Run:
             signal.signal(sig, old)
         self._previous_handlers.clear()
         self._heartbeat.stop()
+        try:
+            return self._record_exit(exc)
+        finally:
+            if self.lease is not None:
+                self.lease.release()
+
+    @property
+    def writes(self) -> bool:
+        """Whether this process records the run (rank 0); other ranks' writes are no-ops."""
+        return True
+
+    def _record_exit(self, exc: BaseException | None) -> bool:
         if self._status is not None:
             return False
         if exc is None:
@@ -212,7 +244,7 @@ class Run:
         """
         if self._status is not None:
             self._check_open()
-        step = _check_step(step)
+        step = check_step(step)
         for value in metrics.values():
             # Finite floats are what a loop logs; anything else is checked (and named) below.
             if type(value) is not float or value - value != 0.0:
@@ -245,8 +277,8 @@ class Run:
         ...     run.save_weights(10, {"fc.weight": np.ones((2, 256), np.float32)}, final=True)
         """
         self._check_open()
-        step = _check_step(step)
-        arrays = _check_tensors(tensors)
+        step = check_step(step)
+        arrays = check_tensors(tensors)
         with self._uninterrupted():
             self.metrics.flush()  # a checkpoint never claims progress whose metrics were lost
         self._write(
@@ -354,7 +386,7 @@ class Run:
         101
         """
         self._check_open()
-        split = _check_split(split)
+        split = check_split(split)
         sweep = parse_thresholds(thresholds)
         bootstrap = check_bootstrap(bootstrap)
         with self._uninterrupted():
@@ -384,7 +416,7 @@ class Run:
         True
         """
         self._check_open()
-        return self.data.batches(_check_split(split), batch_size, shuffle=shuffle, epoch=epoch)
+        return self.data.batches(check_split(split), batch_size, shuffle=shuffle, epoch=epoch)
 
     def arrays(self, split: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The whole ``split`` in id order: (X float32 NHWC, y class indices, image ids).
@@ -397,7 +429,7 @@ class Run:
         self._check_open()
         from signdb.ml.base import pixels_to_float
 
-        arrays = self.data.split(_check_split(split))
+        arrays = self.data.split(check_split(split))
         return pixels_to_float(arrays.pixels), self.data.index(arrays.labels), arrays.ids
 
     # -- ending ----------------------------------------------------------------------
@@ -416,6 +448,10 @@ class Run:
     def _end_failed(self, exc: BaseException) -> None:
         """Best effort: the original error matters more than a failure to record it."""
         message = str(exc) if isinstance(exc, SignDBError) else f"{type(exc).__name__}: {exc}"
+        if self.lease is not None:  # a distributed run: say which rank died, if one did
+            message = self.lease.explain(message)
+            if self.resume_hint:
+                message += f"; {self.resume_hint.format(run_id=self.id)}"
         try:
             self.metrics.flush()
         except Exception as flush_error:  # noqa: BLE001
@@ -423,7 +459,10 @@ class Run:
         for attempt in range(3):
             try:
                 with transaction(self.engine, f"marking run {self.id} failed") as session:
-                    run_store.set_status(session, self.id, "failed", error=message[:10_000])
+                    if self.lease is None:
+                        run_store.set_status(session, self.id, "failed", error=message[:10_000])
+                    else:  # another rank may have recorded the failure at its source first
+                        run_store.fail_if_running(session, self.id, message[:10_000])
                 break
             except Exception:  # noqa: BLE001 - the database may be restarting; retry briefly
                 time.sleep(1.0 * (attempt + 1))
@@ -432,41 +471,3 @@ class Run:
 
 def _interval(seconds: float | None) -> dict[str, float]:
     return {} if seconds is None else {"interval": seconds}
-
-
-def _check_step(step: object) -> int:
-    if type(step) is int and 0 <= step < 2**31:
-        return step
-    if isinstance(step, bool) or not isinstance(step, (int, np.integer)) or not 0 <= step < 2**31:
-        raise InvalidArgument(f"step must be an integer from 0 to {2**31 - 1}, got {step!r}")
-    return int(step)
-
-
-def _check_split(split: str) -> str:
-    if split not in ("train", "val", "test"):
-        raise InvalidArgument(f"split must be train, val or test, got {split!r}")
-    return split
-
-
-def _check_tensors(tensors: Mapping[str, Any]) -> dict[str, np.ndarray]:
-    """numpy arrays (torch tensors are moved to the CPU) of a type stored exactly."""
-    if not isinstance(tensors, Mapping) or not tensors:
-        raise InvalidArgument("save_weights needs a non-empty mapping of name -> array")
-    out = {}
-    for name, value in tensors.items():
-        if not isinstance(name, str) or not name or "\x00" in name:
-            raise InvalidArgument(f"tensor names are non-empty text, got {name!r}")
-        if hasattr(value, "detach"):  # a torch tensor
-            if str(getattr(value, "dtype", "")) == "torch.bfloat16":
-                raise InvalidArgument(
-                    f"tensor {name!r} is bfloat16, which numpy cannot hold; store "
-                    "tensor.float() (float32 holds every bfloat16 value exactly)"
-                )
-            value = value.detach().cpu().numpy()
-        arr = np.asarray(value)
-        if arr.dtype.kind not in "fiub":
-            raise InvalidArgument(
-                f"tensor {name!r} has dtype {arr.dtype}; store numeric or boolean arrays"
-            )
-        out[name] = arr
-    return out

@@ -24,9 +24,12 @@ from signdb.store import metrics as metric_store
 from signdb.store import runs as run_store
 from signdb.store import sweeps as sweep_store
 from signdb.store import weights as weight_store
+from signdb.tracking.lease import RankLease
 from signdb.tracking.pool import ImagePool
 from signdb.tracking.provenance import code_version
+from signdb.tracking.ranks import JoinedRun
 from signdb.tracking.run import Run
+from signdb.tracking.standby import pick_standby
 
 
 @dataclass(frozen=True)
@@ -100,6 +103,9 @@ def start_run(
     trial: TrialLink | None = None,
     status: str = "running",
     on_create: Callable[[Session, int], None] | None = None,
+    world_size: int = 1,
+    launch_key: str | None = None,
+    standbys: Sequence[Engine] = (),
 ) -> Run:
     """Create a run (status running) with its split assignment; enter the result to use it.
 
@@ -108,7 +114,12 @@ def start_run(
     ``status="queued"`` creates a run for a worker to train (no process owns it
     yet); ``on_create(session, run_id)`` runs in the creating transaction, after
     every check (a submitted run's job is enqueued there).
+    ``world_size`` > 1 makes this process rank 0 of a distributed run, which
+    the other ranks open with :func:`join_run`; ``launch_key`` names the launch
+    (see :func:`signdb.store.runs.run_of_launch`). ``standbys`` are hot
+    standbys to read images from (:mod:`signdb.tracking.standby`).
     """
+    check_world_size(world_size)
     if name is not None:
         ds_store.check_name(name, "run name")
     if not isinstance(model, str) or not model.strip():
@@ -121,6 +132,8 @@ def start_run(
         labels = ds_store.label_counts(session, ds.id)
         chosen = run_classes(classes, ds_store.class_names(session, ds.id), labels, dataset)
         plan = _plan(session, ds.id, chosen, split, seed, test_fraction, val_fraction, dataset)
+        if launch_key is not None:
+            run_store.release_launch(session, launch_key)
         run_id = run_store.create_run(
             session,
             dataset_id=ds.id,
@@ -138,6 +151,8 @@ def start_run(
             host=socket.gethostname() if status == "running" else None,
             pid=os.getpid() if status == "running" else None,
             status=status,
+            world_size=world_size,
+            launch_key=launch_key,
         )
         if trial is not None:
             sweep_store.link_run(session, run_id, trial.sweep, trial.number, trial.repeat)
@@ -154,6 +169,56 @@ def start_run(
         signals=signals,
         resume_hint=resume_hint,
         pool=pool,
+        standby=pick_standby(standbys, run_id),
+        lease=RankLease(engine, run_id, 0, world_size) if world_size > 1 else None,
+    )
+
+
+def check_world_size(world_size: object) -> int:
+    if isinstance(world_size, bool) or not isinstance(world_size, int) or world_size < 1:
+        raise InvalidArgument(f"world_size must be a number of processes >= 1, got {world_size!r}")
+    return world_size
+
+
+def join_run(
+    engine: Engine,
+    run_id: int,
+    *,
+    rank: int,
+    world_size: int,
+    cache: str = "auto",
+    signals: str = "raise",
+    standbys: Sequence[Engine] = (),
+) -> JoinedRun:
+    """Open run ``run_id``, which rank 0 started (or resumed) for ``world_size`` processes,
+    as rank ``rank``: the run's data to read, and no writes (see :class:`JoinedRun`)."""
+    check_world_size(world_size)
+    if isinstance(rank, bool) or not isinstance(rank, int) or not 0 < rank < world_size:
+        raise InvalidArgument(
+            f"a joining rank is 1 .. world_size - 1 (rank 0 starts the run), got rank {rank!r} "
+            f"of {world_size}"
+        )
+    with transaction(engine, f"joining run {run_id}") as session:
+        record = run_store.get_run(session, run_id)
+        ds = ds_store.get_dataset(session, record.dataset)
+    if record.stored_status != "running":
+        raise InvalidArgument(
+            f"run {run_id} is {record.stored_status}; rank 0 must start (or resume) it before "
+            "the other ranks join"
+        )
+    if record.world_size != world_size:
+        raise InvalidArgument(
+            f"run {run_id} was started for {record.world_size} processes, not {world_size}; "
+            "launch every rank with the same world size"
+        )
+    return JoinedRun(
+        engine,
+        record,
+        ds.preprocessing.shape,
+        cache=cache,
+        signals=signals,
+        standby=pick_standby(standbys, run_id, rank),
+        lease=RankLease(engine, run_id, rank, world_size),
     )
 
 
@@ -202,12 +267,16 @@ def reopen_run(
     cache: str = "auto",
     signals: str = "flag",
     resume_hint: str | None = None,
+    world_size: int = 1,
+    standbys: Sequence[Engine] = (),
 ) -> tuple[Run, int, dict | None]:
     """Take over a stopped run at its last checkpoint: (run, step, that checkpoint's tensors).
 
     What it recorded after the checkpoint is discarded, so the resumed run
-    writes every step's metrics exactly once.
+    writes every step's metrics exactly once. ``world_size`` is how many
+    processes go on with it (this one rank 0), whatever trained it before.
     """
+    check_world_size(world_size)
     with transaction(engine, f"resuming run {run_id}") as session:
         record = run_store.get_run(session, run_id)
         if record.status == "succeeded":
@@ -225,7 +294,7 @@ def reopen_run(
         step = step or 0
         metric_store.discard_from(session, run_id, step)
         weight_store.discard_after(session, run_id, step)
-        run_store.mark_resumed(session, run_id, os.getpid(), socket.gethostname())
+        run_store.mark_resumed(session, run_id, os.getpid(), socket.gethostname(), world_size)
         record = run_store.get_run(session, run_id)
     run = Run(
         engine,
@@ -234,5 +303,7 @@ def reopen_run(
         cache=cache,
         signals=signals,
         resume_hint=resume_hint,
+        standby=pick_standby(standbys, run_id),
+        lease=RankLease(engine, run_id, 0, world_size) if world_size > 1 else None,
     )
     return run, step, tensors

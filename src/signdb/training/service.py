@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -79,10 +80,19 @@ def start_spec_run(engine: Engine, spec: TrainSpec, model: Classifier, **extra: 
     )
 
 
-def train(engine: Engine, spec: TrainSpec, progress: Progress | None = None) -> TrainResult:
-    """Validate, create the run, train it, and record the outcome."""
+def train(
+    engine: Engine,
+    spec: TrainSpec,
+    progress: Progress | None = None,
+    *,
+    standbys: Sequence[Engine] = (),
+) -> TrainResult:
+    """Validate, create the run, train it, and record the outcome.
+
+    ``standbys``: hot standbys to read the images from (writes go to ``engine``).
+    """
     model = prepare_model(engine, spec)
-    run = start_spec_run(engine, spec, model)
+    run = start_spec_run(engine, spec, model, standbys=standbys)
     return _train(run, model, spec.trainer, 0, progress)
 
 
@@ -92,6 +102,7 @@ def resume(
     progress: Progress | None = None,
     *,
     engine_name: str | None = None,
+    standbys: Sequence[Engine] = (),
 ) -> TrainResult:
     """Continue an interrupted or failed run from its last checkpoint.
 
@@ -102,7 +113,9 @@ def resume(
         record = run_store.get_run(session, run_id)
         settings = TrainerSettings.from_dict(record.trainer)
     _check_engine(record, engine_name)
-    run, step, tensors = reopen_run(engine, run_id, cache=settings.cache, resume_hint=RESUME_HINT)
+    run, step, tensors = reopen_run(
+        engine, run_id, cache=settings.cache, resume_hint=RESUME_HINT, standbys=standbys
+    )
     model = _model_of(run.record, run.data.shape, settings.device)
     if tensors is not None:
         model.load_state_dict(tensors)
