@@ -7,9 +7,6 @@ stderr and exit status 1; click's usage errors exit 2.
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-
 import click
 
 from signdb import __version__
@@ -52,26 +49,7 @@ _register()
 
 
 def main() -> None:
-    _pose_as_package_main()
     cli(prog_name="signdb")
-
-
-def _pose_as_package_main() -> None:
-    """Let multiprocessing see the ``signdb`` script as what it is: ``python -m signdb``.
-
-    A forkserver or spawn worker (a load's decoders) first re-runs its parent's
-    ``__main__``. For the console script that is ``import signdb.cli``: half a
-    second of imports in every decoding worker before its first file (0.1 s of
-    the 1.9 s ``signdb load`` of the digits). A package's ``__main__`` is never re-run
-    (``multiprocessing.spawn._fixup_main_from_name``), so the script takes that
-    module's spec. Only the script itself is relabelled: it is the module whose
-    ``main`` is this function and that has no spec of its own.
-    """
-    script = sys.modules.get("__main__")
-    if script is None or getattr(script, "__spec__", None) is not None:
-        return
-    if getattr(script, "main", None) is main:
-        script.__spec__ = importlib.util.find_spec("signdb.__main__")
 
 
 __all__ = ["Context", "cli", "common_options", "main"]
