@@ -23,7 +23,16 @@ import signdb
 ROOT = Path(signdb.__file__).parent
 
 FOUNDATION = {"errors", "config", "results", "_version"}
-CAPABILITIES = ["loading", "tracking", "training", "evaluation", "sweeps", "reporting", "demo"]
+CAPABILITIES = [
+    "loading",
+    "tracking",
+    "training",
+    "evaluation",
+    "sweeps",
+    "reporting",
+    "housekeeping",
+    "demo",
+]
 TOP = {"__init__", "__main__", "cli", "api", "torch"}
 LEVEL = {
     **dict.fromkeys(FOUNDATION, 0),

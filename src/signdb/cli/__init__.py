@@ -10,18 +10,21 @@ from __future__ import annotations
 import click
 
 from signdb import __version__
-from signdb.cli.context import Context, common_options
+from signdb.cli.context import Context, Verbosity, common_options, verbosity_options
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="signdb")
-def cli() -> None:
+@verbosity_options
+@click.pass_context
+def cli(ctx: click.Context, quiet: bool, verbose: int) -> None:
     """signdb: image-classification experiments kept in PostgreSQL.
 
     Load datasets, train and evaluate models, and answer questions with SQL.
     Every command takes --database-url (or $SIGNDB_DATABASE_URL); with neither,
     an embedded PostgreSQL under the data home is started on demand.
     """
+    ctx.obj = Verbosity(quiet=quiet, verbose=verbose)
 
 
 def _register() -> None:
@@ -30,6 +33,7 @@ def _register() -> None:
         db_commands,
         demo_commands,
         eval_commands,
+        housekeeping_commands,
         sweep_commands,
         train_commands,
     )
@@ -41,6 +45,7 @@ def _register() -> None:
         sweep_commands,
         eval_commands,
         demo_commands,
+        housekeeping_commands,  # adds to the runs, datasets and db groups
     ):
         module.register(cli)
 
