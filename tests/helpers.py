@@ -122,11 +122,16 @@ def login_role(admin_url: str, member_of: str):
 def signdb_on_terminal(*args: str, answer: str, timeout: float = 120) -> tuple[int, str]:
     """Run ``signdb`` with a pseudo-terminal as stdin, stdout and stderr, as a person would,
     type ``answer`` and a newline once it asks; (exit status, everything it wrote)."""
+    import fcntl
     import pty
     import select
+    import struct
+    import termios
     import time
 
     leader, follower = pty.openpty()
+    # 24 rows x 100 columns: a fresh pty is 0 x 0, and progress bars size themselves to it.
+    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))
     proc = subprocess.Popen(
         [sys.executable, "-m", "signdb", *args],
         stdin=follower,
