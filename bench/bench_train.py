@@ -3,7 +3,7 @@
 Everything runs in one go against a scratch database ``signdb_bench_train`` on
 the server signdb would use (the embedded one by default), dropped at the end.
 
-* Throughput: the seed experiment (logreg, digits 0 vs 1, 150 full-batch steps)
+* Throughput: the paper's experiment (logreg, digits 0 vs 1, 150 full-batch steps)
   and one MLP epoch (10 classes, batch 64). The same ``model.train_step`` is fed
   by ``RunData.batches`` with ``cache`` off and on, and by slices of a
   float32 array already in memory, over the same batches in the same order.
@@ -11,7 +11,7 @@ the server signdb would use (the embedded one by default), dropped at the end.
   the one-off cache load is reported on its own row.
 * Wall time of ``train()`` end to end (run row, split, steps, metrics,
   evaluation, checkpoints), and the cost of one MLP checkpoint write.
-* Logging overhead of the seed experiment: time spent inside ``MetricLogger``
+* Logging overhead of the paper's experiment: time spent inside ``MetricLogger``
   over the rest of ``train()``, cross-checked against runs whose ``log`` is a
   no-op.
 * Peak RSS of a child process that trains one MLP epoch with ``--cache off``

@@ -220,7 +220,7 @@ class Database:
         progress: Progress | None = None,
         **hyperparams: Any,
     ) -> TrainResult:
-        """Train a built-in model, as ``signdb train`` does; the defaults are the seed's run.
+        """Train a built-in model, as ``signdb train`` does; the defaults are the paper's run.
 
         ``classes`` takes names or labels, or ``"all"``; ``hyperparams`` go to
         the model (``lr=0.01``, ``iterations=150``, ``hidden=[64]``, ...);

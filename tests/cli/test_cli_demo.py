@@ -16,18 +16,18 @@ def test_demo_runs_end_to_end_and_again(db_url, mini_dataset_dir, tmp_path):
     assert first.returncode == 0, first.stderr
     out = json.loads(first.stdout)
     assert out["images"] == 240 and out["loaded"] == 240
-    assert out["seed_run"]["status"] == "succeeded" and out["strong_run"]["status"] == "succeeded"
+    assert out["paper_run"]["status"] == "succeeded" and out["strong_run"]["status"] == "succeeded"
     assert Path(out["report"]).is_file()
     assert len(out["queries"]) == 3
     second = signdb("demo", "--data", str(mini_dataset_dir), "--out", str(tmp_path), "--json")
     again = json.loads(second.stdout)
     assert again["loaded"] == 0 and again["images"] == 240
-    assert again["seed_run"]["run_id"] > out["strong_run"]["run_id"]
+    assert again["paper_run"]["run_id"] > out["strong_run"]["run_id"]
     # Same data, same seed: the new runs reproduce the old ones exactly.
-    assert again["seed_run"]["test_accuracy"] == out["seed_run"]["test_accuracy"]
+    assert again["paper_run"]["test_accuracy"] == out["paper_run"]["test_accuracy"]
 
 
-def test_demo_human_output_has_the_seed_table_and_next_steps(db_url, mini_dataset_dir, tmp_path):
+def test_demo_human_output_has_the_papers_table_and_next_steps(db_url, mini_dataset_dir, tmp_path):
     result = signdb("demo", "--data", str(mini_dataset_dir), "--out", str(tmp_path))
     assert result.returncode == 0, result.stderr
     for needle in ("threshold", "TP", "F1", "Side by side", "signdb.leaderboard", "signdb sql"):
