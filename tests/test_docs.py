@@ -202,3 +202,38 @@ def test_every_command_line_means_the_same_in_bash_and_zsh(tmp_path: Path):
             words[shell] = done.stdout.splitlines()
         assert words["bash"] == words["zsh"] == shlex.split(line)[1:], (where, line)
         assert not set("'\"[]{}*?") & set(line), f"{where}: quotes or glob characters in {line!r}"
+
+
+def test_every_relative_link_and_anchor_resolves():
+    for page in PAGES:
+        text = page.read_text()
+        for target in re.findall(r"\]\(([^)\s]+)\)", text):
+            if re.match(r"[a-z]+://", target):
+                continue
+            path, _, anchor = target.partition("#")
+            resolved = (page.parent / path).resolve() if path else page
+            assert resolved.exists(), f"{page.name}: broken link {target}"
+            if anchor and resolved.suffix == ".md":
+                headings = re.findall(r"^#+ (.+)$", resolved.read_text(), flags=re.M)
+                slugs = {re.sub(r"[^\w\- ]", "", h.lower()).replace(" ", "-") for h in headings}
+                assert anchor in slugs, (
+                    f"{page.name}: no heading for #{anchor} in {path or page.name}"
+                )
+
+
+def test_the_readme_is_a_front_door():
+    text = (ROOT / "README.md").read_text()
+    # About 12 KB with the sections other issues add (Web UI, queue, serving, scaling out).
+    assert len(text.encode()) <= 12_800
+    for heading in ("## Install", "## Quickstart", "## Make targets", "## How signdb compares",
+                    "## FAQ", "## Documentation", "**Contents:**"):  # fmt: skip
+        assert heading in text
+    assert "DEMO_TIME" not in text and "TEST_TIME" not in text  # the measured times are in
+
+
+def test_license_and_notice():
+    license_text = (ROOT / "LICENSE").read_text()
+    assert "Apache License" in license_text and "Version 2.0, January 2004" in license_text
+    assert "END OF TERMS AND CONDITIONS" in license_text
+    notice = (ROOT / "NOTICE").read_text()
+    assert "Sign Language Digits" in notice and "uPlot" in notice and "MIT" in notice
