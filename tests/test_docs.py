@@ -7,7 +7,9 @@ Sign Language Digits (24 images a digit) in the download cache, so
 
 - ``sh`` blocks run in bash (``set -e``, and a failing pipe fails), with ``signdb`` on
   the PATH and ``$SIGNDB_DATABASE_URL`` naming the page's database; ``zsh`` blocks in zsh;
-- ``python`` blocks are executed in one namespace per page (so later blocks use ``db``);
+- ``python`` blocks are saved, in order, as one script per page and run with
+  ``python script.py`` in a fresh interpreter, as a reader would save and run them (no
+  ``if __name__ == "__main__":`` guard; a load's decoding workers must not re-run it);
 - ``sql`` blocks run as ``signdb_analyst`` once the page's other blocks have run
   (docs/analyst-guide.md's are checked row by row in tests/db/test_analyst_guide.py);
 - ``text`` blocks are not run: those of docs/cli.md are generated and checked by
@@ -137,6 +139,18 @@ def run_sh(block: Block, cwd: Path, env: dict[str, str]) -> str:
     return done.stdout
 
 
+def run_python(python: list[Block], cwd: Path, env: dict[str, str]) -> None:
+    script = cwd / f"{python[0].page.removesuffix('.md')}.py"
+    script.write_text("\n".join(b.code for b in python))
+    done = subprocess.run(
+        [sys.executable, script.name],
+        cwd=cwd, env=env, capture_output=True, text=True, timeout=600, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    where = ", ".join(b.where for b in python)
+    assert done.returncode == 0, f"{where} failed as a script:\n{done.stdout}\n{done.stderr}"
+    assert "Traceback" not in done.stderr, done.stderr
+
+
 def run_sql(block: Block, db_url: str) -> None:
     info = make_url(db_url).set(drivername="postgresql").render_as_string(hide_password=False)
     with psycopg.connect(info, options="-c role=signdb_analyst") as conn:
@@ -145,15 +159,12 @@ def run_sql(block: Block, db_url: str) -> None:
 
 
 @pytest.mark.parametrize("page", PAGES, ids=[p.name for p in PAGES])
-def test_the_page_runs(page: Path, db_url: str, workdir: Path, embedded_home: Path,
-                       monkeypatch: pytest.MonkeyPatch):  # fmt: skip
+def test_the_page_runs(page: Path, db_url: str, workdir: Path, embedded_home: Path):
     env = _env(db_url, workdir.parent / "home")
-    monkeypatch.chdir(workdir)
-    for key in ("SIGNDB_DATABASE_URL", "SIGNDB_HOME"):
-        monkeypatch.setenv(key, env[key])
-    namespace: dict = {}
+    page_blocks = blocks(page)
+    python = [b for b in page_blocks if b.kind == "python" and not b.mark.startswith("skip")]
     sql_blocks = []
-    for block in blocks(page):
+    for block in page_blocks:
         if block.mark.startswith("skip") or block.kind == "text":
             continue
         if block.kind == "fish":
@@ -164,8 +175,8 @@ def test_the_page_runs(page: Path, db_url: str, workdir: Path, embedded_home: Pa
             run_sh(block, workdir, private)
         elif block.kind in ("sh", "zsh"):
             run_sh(block, workdir, env)
-        elif block.kind == "python":
-            exec(compile(block.code, block.where, "exec"), namespace)  # noqa: S102 - our docs
+        elif block.kind == "python" and block == python[-1]:
+            run_python(python, workdir, env)
         elif block.kind == "sql" and page.name != "analyst-guide.md":
             sql_blocks.append(block)
     for block in sql_blocks:
