@@ -42,7 +42,7 @@ def _measure(engine: Engine) -> list[dict]:
         ),
     ).run_id
     rows = []
-    for label, run_id in (("seed logreg 0 vs 1, 101 thresholds", seed), ("mlp 10 classes", mlp)):
+    for label, run_id in (("paper's logreg 0 vs 1, 101 thresholds", seed), ("mlp 10 classes", mlp)):
         for bootstrap in (1000, 0):
             times, result = [], None
             for _ in range(REPEATS):

@@ -69,7 +69,7 @@ PREP = Preprocessing()  # the defaults: 64x64 gray
 
 
 def _seed_config(cache: str) -> TrainSpec:
-    # The defaults are the seed's experiment.
+    # The defaults are the paper's experiment.
     return TrainSpec(dataset=DATASET, trainer=TrainerSettings(cache=cache))
 
 
@@ -250,8 +250,8 @@ def _api_stream_rows(engine: Engine, work: Workload) -> list[dict]:
 def _train_wall_rows(engine: Engine) -> tuple[list[dict], dict[str, float]]:
     walls: dict[str, list[float]] = {}
     jobs = {
-        "seed train() cache off": lambda: train(engine, _seed_config("off")),
-        "seed train() cache on": lambda: train(engine, _seed_config("on")),
+        "paper's train() cache off": lambda: train(engine, _seed_config("off")),
+        "paper's train() cache on": lambda: train(engine, _seed_config("on")),
         "MLP 1-epoch train() cache off": lambda: train(engine, _mlp_config(DATASET, "off")),
         "MLP 1-epoch train() cache on": lambda: train(engine, _mlp_config(DATASET, "on")),
     }
@@ -348,13 +348,13 @@ def _overhead_rows(engine: Engine) -> list[dict]:
     return [
         row(
             "logging overhead",
-            "seed train(): time in MetricLogger / rest",
+            "paper's train(): time in MetricLogger / rest",
             share,
             "fraction",
             f"< {GOAL_OVERHEAD}",
             share < GOAL_OVERHEAD,
         ),
-        row("logging overhead", "seed train() with logging / log as no-op - 1", ab, "fraction"),
+        row("logging overhead", "paper's train() with logging / log as no-op - 1", ab, "fraction"),
     ]
 
 
@@ -425,7 +425,7 @@ def run() -> list[dict[str, Any]]:
         seed = Workload(engine, seed_run, "logreg", {"iterations": 150})
         mlp = Workload(engine, mlp_run, "mlp", {"iterations": 1, "batch_size": BATCH})
         note("throughput: seed experiment")
-        rows += _throughput_rows("seed logreg 0v1, 150 steps", seed, warm_cache=False)
+        rows += _throughput_rows("paper's logreg 0v1, 150 steps", seed, warm_cache=False)
         note("throughput: MLP epoch")
         rows += _throughput_rows("MLP 10 classes, 1 epoch", mlp, warm_cache=True)
         cold = RunData(engine, mlp_run, PREP.shape, mlp.classes, SEED, "on")

@@ -39,6 +39,7 @@ def test_a_table_names_its_date_and_machine_and_marks_what_is_missing(tmp_path, 
         "rows": [
             {"benchmark": "embedded server", "case": "first use", "seconds": 1.25, "ok": True},
             {"benchmark": "embedded server", "case": "on a GPU", "seconds": None, "ok": False},
+            {"benchmark": "embedded server", "case": "no goal", "seconds": 0.5, "ok": None},
         ],
     }
     (tmp_path / "embedded.json").write_text(json.dumps(report))
@@ -48,4 +49,5 @@ def test_a_table_names_its_date_and_machine_and_marks_what_is_missing(tmp_path, 
     assert "AMD EPYC, 2 CPUs, 23.5 GiB" in text and "load average 1.5, 1.0, 0.5" in text
     assert "| first use | 1.250 | met |" in text
     assert "| on a GPU | not measured | **not met** |" in text
+    assert "| no goal | 0.500 |  |" in text  # no goal is not a missing figure
     assert "Not measured yet" in docs.section("load")  # no JSON for it here

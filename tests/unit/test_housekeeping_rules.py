@@ -32,3 +32,14 @@ def test_what_is_refused_and_how_to_go_on():
     swept = refusal(_run(sweep="s"), force=False)
     assert "trial 2 of sweep 's'" in swept and "--force" in swept
     assert refusal(_run(sweep="s"), force=True) is None
+
+
+def test_the_row_counts_cover_every_table_that_holds_a_run():
+    """A table with a run_id column that runs delete does not count is a table it forgets."""
+    from signdb.db.schema import metadata
+    from signdb.store.deletion import _COUNT_RUN_ROWS, RUN_TABLES
+
+    holding = {t.name for t in metadata.tables.values() if "run_id" in t.c}
+    assert holding == set(RUN_TABLES)
+    for table in RUN_TABLES:
+        assert f"signdb.{table} WHERE run_id = ANY(:ids)) AS {table}" in str(_COUNT_RUN_ROWS)
