@@ -36,7 +36,12 @@ from signdb.store import deletion
 
 @dataclass
 class DatasetDeletion(Result):
-    """What ``datasets delete`` removed (or, with ``dry_run``, would remove)."""
+    """What ``datasets delete`` removed (or, with ``dry_run``, would remove).
+
+    >>> plan = db.delete_dataset("shapes", with_runs=True, dry_run=True)
+    >>> plan.dataset, plan.images, plan.classes, plan.deleted, len(plan.runs) >= 2
+    ('shapes', 24, 2, False, True)
+    """
 
     dataset: str
     deleted: bool

@@ -34,7 +34,13 @@ from signdb.store.deletion import LockedRun
 
 @dataclass
 class RunDeletion(Result):
-    """What ``runs delete`` removed (or, with ``dry_run``, would remove): rows by table."""
+    """What ``runs delete`` removed (or, with ``dry_run``, would remove): rows by table.
+
+    >>> run_id = db.train("shapes", "softmax", classes="all", iterations=2).run_id
+    >>> gone = db.delete_runs(run_id)
+    >>> gone.runs == [run_id], gone.deleted, gone.rows["run_metrics"] > 0
+    (True, True, True)
+    """
 
     runs: list[int]
     deleted: bool
