@@ -8,16 +8,26 @@ export SIGNDB_DATASET_DIR ?= $(abspath $(CURDIR)/../shared/datasets/sign-languag
 
 .PHONY: demo test test-pg15 bench lint format clean browser screenshots
 
+# `make demo` installs the core package only: what a user needs for the demo,
+# without PyTorch (gigabytes as a CUDA build) or the test tools.
+DEMO_STAMP := $(VENV)/.installed-core
+$(DEMO_STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e .
+	touch $(DEMO_STAMP)
+
 # The torch extra is part of the test install. torch==2.13.0 first: on this
 # project's machines that is the CPU build on local disk, where a bare range
 # would fetch a CUDA build of several GB; the extra's range then installs nothing more.
+# Elsewhere, for the CPU build: make test TORCH="torch --index-url https://download.pytorch.org/whl/cpu"
 TORCH ?= torch==2.13.0
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet '$(TORCH)'
+	$(BIN)/python -m pip install --quiet $(TORCH)
 	$(BIN)/python -m pip install --quiet -e '.[test,torch]'
-	touch $(STAMP)
+	touch $(STAMP) $(DEMO_STAMP)
 
 # MLflow and scikit-learn are only needed to compare against; keep them out of demo/test.
 BENCH_STAMP := $(VENV)/.installed-bench
@@ -25,7 +35,7 @@ $(BENCH_STAMP): $(STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[bench]'
 	touch $(BENCH_STAMP)
 
-demo: $(STAMP)
+demo: $(DEMO_STAMP)
 	$(BIN)/signdb demo
 
 test: $(STAMP) browser

@@ -74,9 +74,29 @@ def machine() -> dict[str, Any]:
     return {
         "python": platform.python_version(),
         "platform": platform.platform(),
+        "cpu": _cpu_model(),
         "cpus": os.cpu_count(),
+        "memory_gib": _memory_gib(),
         "load_average": [round(x, 2) for x in os.getloadavg()],
     }
+
+
+def _cpu_model() -> str | None:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or None
+
+
+def _memory_gib() -> float | None:
+    try:
+        kib = int(Path("/proc/meminfo").read_text().split()[1])  # MemTotal, first line
+    except (OSError, ValueError, IndexError):
+        return None
+    return round(kib / 2**20, 1)
 
 
 def run_one(name: str) -> dict[str, Any]:

@@ -27,7 +27,7 @@ from signdb.loading import load_dataset
 DATASET = "sld"
 # (name, model, classes, engine, seed): every model at its defaults
 EXPERIMENTS = [
-    ("seed logreg, 0 vs 1", "logreg", [0, 1], "numpy", 42),
+    ("paper's logreg, 0 vs 1", "logreg", [0, 1], "numpy", 42),
     ("softmax, 0 vs 1", "softmax", [0, 1], "numpy", 42),
     ("mlp, 0 vs 1", "mlp", [0, 1], "numpy", 42),
     ("softmax, 10 digits", "softmax", None, "numpy", 42),

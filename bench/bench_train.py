@@ -3,7 +3,7 @@
 Everything runs in one go against a scratch database ``signdb_bench_train`` on
 the server signdb would use (the embedded one by default), dropped at the end.
 
-* Throughput: the seed experiment (logreg, digits 0 vs 1, 150 full-batch steps)
+* Throughput: the paper's experiment (logreg, digits 0 vs 1, 150 full-batch steps)
   and one MLP epoch (10 classes, batch 64). The same ``model.train_step`` is fed
   by ``RunData.batches`` with ``cache`` off and on, and by slices of a
   float32 array already in memory, over the same batches in the same order.
@@ -11,7 +11,7 @@ the server signdb would use (the embedded one by default), dropped at the end.
   the one-off cache load is reported on its own row.
 * Wall time of ``train()`` end to end (run row, split, steps, metrics,
   evaluation, checkpoints), and the cost of one MLP checkpoint write.
-* Logging overhead of the seed experiment: time spent inside ``MetricLogger``
+* Logging overhead of the paper's experiment: time spent inside ``MetricLogger``
   over the rest of ``train()``, cross-checked against runs whose ``log`` is a
   no-op.
 * Peak RSS of a child process that trains one MLP epoch with ``--cache off``
@@ -69,7 +69,7 @@ PREP = Preprocessing()  # the defaults: 64x64 gray
 
 
 def _seed_config(cache: str) -> TrainSpec:
-    # The defaults are the seed's experiment.
+    # The defaults are the paper's experiment.
     return TrainSpec(dataset=DATASET, trainer=TrainerSettings(cache=cache))
 
 
@@ -250,8 +250,8 @@ def _api_stream_rows(engine: Engine, work: Workload) -> list[dict]:
 def _train_wall_rows(engine: Engine) -> tuple[list[dict], dict[str, float]]:
     walls: dict[str, list[float]] = {}
     jobs = {
-        "seed train() cache off": lambda: train(engine, _seed_config("off")),
-        "seed train() cache on": lambda: train(engine, _seed_config("on")),
+        "paper's train() cache off": lambda: train(engine, _seed_config("off")),
+        "paper's train() cache on": lambda: train(engine, _seed_config("on")),
         "MLP 1-epoch train() cache off": lambda: train(engine, _mlp_config(DATASET, "off")),
         "MLP 1-epoch train() cache on": lambda: train(engine, _mlp_config(DATASET, "on")),
     }
@@ -348,13 +348,13 @@ def _overhead_rows(engine: Engine) -> list[dict]:
     return [
         row(
             "logging overhead",
-            "seed train(): time in MetricLogger / rest",
+            "paper's train(): time in MetricLogger / rest",
             share,
             "fraction",
             f"< {GOAL_OVERHEAD}",
             share < GOAL_OVERHEAD,
         ),
-        row("logging overhead", "seed train() with logging / log as no-op - 1", ab, "fraction"),
+        row("logging overhead", "paper's train() with logging / log as no-op - 1", ab, "fraction"),
     ]
 
 
@@ -425,7 +425,7 @@ def run() -> list[dict[str, Any]]:
         seed = Workload(engine, seed_run, "logreg", {"iterations": 150})
         mlp = Workload(engine, mlp_run, "mlp", {"iterations": 1, "batch_size": BATCH})
         note("throughput: seed experiment")
-        rows += _throughput_rows("seed logreg 0v1, 150 steps", seed, warm_cache=False)
+        rows += _throughput_rows("paper's logreg 0v1, 150 steps", seed, warm_cache=False)
         note("throughput: MLP epoch")
         rows += _throughput_rows("MLP 10 classes, 1 epoch", mlp, warm_cache=True)
         cold = RunData(engine, mlp_run, PREP.shape, mlp.classes, SEED, "on")

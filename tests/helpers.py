@@ -117,3 +117,54 @@ def login_role(admin_url: str, member_of: str):
                 [name],
             )
             conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(name)))
+
+
+def signdb_on_terminal(*args: str, answer: str, timeout: float = 120) -> tuple[int, str]:
+    """Run ``signdb`` with a pseudo-terminal as stdin, stdout and stderr, as a person would,
+    type ``answer`` and a newline once it asks; (exit status, everything it wrote)."""
+    import fcntl
+    import pty
+    import select
+    import struct
+    import termios
+    import time
+
+    leader, follower = pty.openpty()
+    # 24 rows x 100 columns: a fresh pty is 0 x 0, and progress bars size themselves to it.
+    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "signdb", *args],
+        stdin=follower,
+        stdout=follower,
+        stderr=follower,
+        env=os.environ.copy(),
+        close_fds=True,
+    )
+    os.close(follower)
+    out = b""
+    answered = False
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([leader], [], [], 0.2)
+            if ready:
+                try:
+                    chunk = os.read(leader, 4096)
+                except OSError:  # EIO: the child closed the terminal
+                    break
+                if not chunk:
+                    break
+                out += chunk
+                if not answered and b"[y/N]" in out:
+                    os.write(leader, answer.encode() + b"\n")
+                    answered = True
+            elif proc.poll() is not None:
+                break
+        return proc.wait(timeout=max(1.0, deadline - time.monotonic())), out.decode(
+            errors="replace"
+        )
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        os.close(leader)

@@ -26,6 +26,7 @@ if _TYPE_CHECKING:
     from signdb.api import Class, Database, Dataset, connect
     from signdb.errors import SignDBError
     from signdb.evaluation import CompareResult, EvaluationResult
+    from signdb.housekeeping import DatasetDeletion, RunDeletion
     from signdb.loading import LoadResult
     from signdb.tracking import Run
     from signdb.training import TrainResult
@@ -36,9 +37,11 @@ _EXPORTS = {
     "Database": "signdb.api",
     "CompareResult": "signdb.evaluation",
     "Dataset": "signdb.api",
+    "DatasetDeletion": "signdb.housekeeping",
     "EvaluationResult": "signdb.evaluation",
     "LoadResult": "signdb.loading",
     "Run": "signdb.tracking",
+    "RunDeletion": "signdb.housekeeping",
     "SignDBError": "signdb.errors",
     "TrainResult": "signdb.training",
     "connect": "signdb.api",
@@ -49,9 +52,11 @@ __all__ = [
     "CompareResult",
     "Database",
     "Dataset",
+    "DatasetDeletion",
     "EvaluationResult",
     "LoadResult",
     "Run",
+    "RunDeletion",
     "SignDBError",
     "TrainResult",
     "__version__",

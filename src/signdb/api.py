@@ -29,6 +29,7 @@ from signdb.data.samples import Rejection
 from signdb.db.engine import get_engine, resolve_url, transaction
 from signdb.errors import InvalidArgument
 from signdb.evaluation import CompareResult, EvaluationResult, compare, evaluate, predict_files
+from signdb.housekeeping import DatasetDeletion, RunDeletion, delete_dataset, delete_runs
 from signdb.loading import LoadResult, load_dataset
 from signdb.reporting import write_report
 from signdb.store import datasets as ds_store
@@ -227,7 +228,7 @@ class Database:
         progress: Progress | None = None,
         **hyperparams: Any,
     ) -> TrainResult:
-        """Train a built-in model, as ``signdb train`` does; the defaults are the seed's run.
+        """Train a built-in model, as ``signdb train`` does; the defaults are the paper's run.
 
         ``classes`` takes names or labels, or ``"all"``; ``hyperparams`` go to
         the model (``lr=0.01``, ``iterations=150``, ``hidden=[64]``, ...);
@@ -428,6 +429,33 @@ class Database:
         'succeeded'
         """
         return show_run(self.engine, run_id)
+
+    def delete_runs(
+        self, run_ids: int | Iterable[int], *, force: bool = False, dry_run: bool = False
+    ) -> RunDeletion:
+        """Delete runs with all their rows, in one transaction (``signdb runs delete``).
+
+        A running run is refused, and a sweep's run unless ``force``; ``dry_run``
+        only counts what would go.
+
+        >>> run_id = db.train("shapes", "softmax", classes="all", iterations=2).run_id
+        >>> db.delete_runs(run_id).rows["runs"]
+        1
+        """
+        return delete_runs(self.engine, run_ids, force=force, dry_run=dry_run)
+
+    def delete_dataset(
+        self, name: str, *, with_runs: bool = False, dry_run: bool = False
+    ) -> DatasetDeletion:
+        """Delete a dataset with its classes and images (``signdb datasets delete``); with
+        ``with_runs`` also the runs and sweeps that use it, else those make it refuse.
+
+        >>> db.delete_dataset("shapes", dry_run=True)  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        signdb.errors.InUse: dataset 'shapes' is used by ... runs (...); ...
+        """
+        return delete_dataset(self.engine, name, with_runs=with_runs, dry_run=dry_run)
 
 
 def parse_classes(value: ClassesArg) -> list[int | str] | None:

@@ -8,11 +8,13 @@ one line and exits 1.
     ├── DatabaseError            the server refused a statement
     │   ├── DatabaseUnavailable  the server went away (a run retries these for a while)
     │   ├── EmbeddedServerError  the embedded PostgreSQL could not start
+    │   ├── PermissionDenied     the role may not do this (the analyst role writes nothing)
     │   ├── SchemaOutOfDate      run `signdb db upgrade`
     │   └── StandbyBehind        a read standby has not replayed what a run must read
     ├── InputError               a user-supplied value is wrong
     │   ├── NotFound             no such dataset / run / path
     │   │   └── ModelNotFound    no model alias or run-<id> by that name (a 404 when served)
+    │   ├── InUse                still needed: a running run, a dataset with runs
     │   ├── InvalidArgument      a flag value out of range
     │   ├── ImageError           one image file cannot be used
     │   │   └── DecompressionBomb
@@ -60,6 +62,10 @@ class EmbeddedServerError(DatabaseError):
     pass
 
 
+class PermissionDenied(DatabaseError):
+    pass
+
+
 class SchemaOutOfDate(DatabaseError):
     pass
 
@@ -77,6 +83,10 @@ class NotFound(InputError):
 
 
 class InvalidArgument(InputError):
+    pass
+
+
+class InUse(InputError):
     pass
 
 

@@ -154,9 +154,9 @@ def test_every_data_command_and_option_has_help():
 
     commands = [cli.commands["load"], cli.commands["datasets"]]
     commands += list(cli.commands["datasets"].commands.values())
-    assert {c.name for c in commands} == {"load", "datasets", "list", "show", "fetch"}
+    assert {c.name for c in commands} == {"load", "datasets", "list", "show", "fetch", "delete"}
     for command in commands:
         assert command.help and command.help.strip(), command.name
         for param in command.params:
-            if isinstance(param, click.Option):
+            if isinstance(param, click.Option) and not param.hidden:  # -q/-v: on `signdb -h`
                 assert param.help, f"{command.name} {param.opts}"

@@ -199,7 +199,7 @@ def test_a_worker_runs_every_trial_and_the_views_agree_with_the_runs(photos, pg)
 
 
 def test_categorical_choices_of_lists_reach_the_model_and_the_views(photos, pg):
-    params = ("hidden=choice:[4],[6,4]", "lr=0.02", "iterations=1")
+    params = ("hidden=choice:4,6-4", "lr=0.02", "iterations=1")
     create_sweep(photos.engine, _request(sampler="grid", params=params, trials=None, repeats=1))
     work(photos.engine, "s")
     rows = pg.execute(

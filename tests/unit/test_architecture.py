@@ -26,7 +26,7 @@ ROOT = Path(signdb.__file__).parent
 FOUNDATION = {"errors", "config", "results", "_version"}
 CAPABILITIES = [
     "loading", "tracking", "training", "evaluation", "sweeps", "reporting", "access", "explore",
-    "serving", "queue", "demo",
+    "serving", "queue", "housekeeping", "demo",
 ]  # fmt: skip
 TOP = {"__init__", "__main__", "cli", "api", "torch", "server"}
 LEVEL = {

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 import sys
+import time
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -16,6 +19,14 @@ from signdb.errors import SignDBError
 
 
 @dataclass
+class Verbosity:
+    """The global ``-q``/``-v`` flags: given before the command or among its options."""
+
+    quiet: bool = False
+    verbose: int = 0
+
+
+@dataclass
 class Context:
     """What every command gets: how to reach the database and how to print."""
 
@@ -23,6 +34,8 @@ class Context:
     as_json: bool
     #: Hot standbys for image reads (``--read-database-url``); empty: the environment's.
     read_database_urls: tuple[str, ...] = ()
+    quiet: bool = False
+    verbose: int = 0
     _engine: Engine | None = None
     _db: Any = None
 
@@ -32,8 +45,9 @@ class Context:
         if self._engine is None:
             from signdb.db.engine import get_engine, resolve_url
 
-            url, _ = resolve_url(self.database_url)
+            url, embedded = resolve_url(self.database_url)
             self._engine = get_engine(url)
+            self.note(f"database {_where(url, embedded)}")
         return self._engine
 
     @property
@@ -43,6 +57,8 @@ class Context:
             from signdb.api import connect
 
             self._db = connect(self.database_url, read_url=list(self.read_database_urls) or None)
+            self._db = connect(self.database_url)
+            self.note(f"database {_where(self._db.url, self.database_url is None)}")
         return self._db
 
     def ready_engine(self) -> Engine:
@@ -62,7 +78,25 @@ class Context:
 
     @property
     def interactive(self) -> bool:
-        return not self.as_json and sys.stderr.isatty()
+        """Progress bars: a person is watching stderr, and asked for neither --json nor -q."""
+        return not self.as_json and not self.quiet and sys.stderr.isatty()
+
+    def note(self, message: str) -> None:
+        """A line on stderr under ``-v``."""
+        if self.verbose:
+            click.echo(f"signdb: {message}", err=True)
+
+    def confirm(self, question: str, *, yes: bool) -> None:
+        """Go on when ``yes`` or when the person at the terminal agrees; refuse otherwise."""
+        if yes:
+            return
+        if not sys.stdin.isatty():
+            raise click.ClickException(
+                f"{question} needs a confirmation and stdin is not a terminal; "
+                "pass --yes to go ahead without asking"
+            )
+        if not click.confirm(question, default=False, err=True):
+            raise click.ClickException("cancelled; nothing was changed")
 
 
 def _json_default(value: Any) -> Any:
@@ -73,8 +107,51 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
 
 
+def _where(url: Any, embedded: bool) -> str:
+    from signdb.config import redact
+
+    return f"{redact(url)}{' (embedded)' if embedded else ''}"
+
+
+def verbosity_options(func: Callable) -> Callable:
+    """``-q``/``-v``: shown on ``signdb --help``, also accepted after a command (hidden there)."""
+    func = click.option(
+        "-v",
+        "--verbose",
+        count=True,
+        help="Say which database is used, how long the command took, and log migrations "
+        "(-vv: every SQL statement); on an error, show its traceback.",
+    )(func)
+    return click.option(
+        "-q", "--quiet", is_flag=True, help="No progress bars (results and errors still print)."
+    )(func)
+
+
+def _verbosity(quiet: bool, verbose: int) -> Verbosity:
+    root = click.get_current_context().find_root()
+    given = root.obj if isinstance(root.obj, Verbosity) else Verbosity()
+    return Verbosity(quiet=quiet or given.quiet, verbose=max(verbose, given.verbose))
+
+
+def configure_logging(verbose: int) -> None:
+    if not verbose:
+        return
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("signdb: %(name)s: %(message)s"))
+    logging.basicConfig(level=logging.WARNING, handlers=[handler], force=True)
+    logging.getLogger("alembic.runtime.migration").setLevel(logging.INFO)  # "Running upgrade ..."
+    if verbose >= 2:
+        logging.getLogger("sqlalchemy.engine").setLevel(logging.INFO)
+
+
+def yes_option(func: Callable) -> Callable:
+    return click.option("-y", "--yes", is_flag=True, help="Do it without asking for confirmation.")(
+        func
+    )
+
+
 def common_options(func: Callable) -> Callable:
-    """``--database-url`` and ``--json``, shared by every command."""
+    """``--database-url`` and ``--json``, shared by every command (and the hidden -q/-v)."""
 
     @click.option(
         "--database-url",
@@ -87,12 +164,23 @@ def common_options(func: Callable) -> Callable:
     @click.option(
         "--json", "as_json", is_flag=True, help="Print exactly one JSON object on stdout."
     )
+    @click.option("-q", "--quiet", is_flag=True, hidden=True)
+    @click.option("-v", "--verbose", count=True, hidden=True)
     @functools.wraps(func)
-    def wrapper(database_url: str | None, as_json: bool, **kwargs: Any) -> Any:
-        ctx = Context(database_url=database_url, as_json=as_json)
+    def wrapper(
+        database_url: str | None, as_json: bool, quiet: bool, verbose: int, **kwargs: Any
+    ) -> Any:
+        flags = _verbosity(quiet, verbose)
+        ctx = Context(database_url, as_json, quiet=flags.quiet, verbose=flags.verbose)
+        configure_logging(flags.verbose)
+        started = time.perf_counter()
         try:
             return func(ctx, **kwargs)
         except SignDBError as e:
+            if ctx.verbose:
+                traceback.print_exc(file=sys.stderr)
             raise click.ClickException(str(e)) from None
+        finally:
+            ctx.note(f"{time.perf_counter() - started:.2f} s")
 
     return wrapper

@@ -24,7 +24,7 @@ from signdb.cli.context import Context, common_options
 )
 @common_options
 def demo(ctx: Context, data: str | None, out_dir: str | None) -> None:
-    """Load Sign Language Digits, train the seed's experiment and an MLP, evaluate, report.
+    """Load Sign Language Digits, train the paper's experiment and an MLP, evaluate, report.
 
     Safe to run again: data already loaded is not loaded twice; new runs are added.
     """
@@ -45,14 +45,14 @@ def _fmt(v: Any) -> str:
 def _summary(result) -> str:
     from signdb.cli.eval_commands import format_table
 
-    s, m = result.seed_run, result.strong_run
+    s, m = result.paper_run, result.strong_run
     lines = [
         "",
-        f"The seed's metrics table (run {s['run_id']}, logistic regression, digits 0 vs 1, test set):",
-        format_table(result.seed_table),
+        f"The paper's metrics table (run {s['run_id']}, logistic regression, digits 0 vs 1, test set):",
+        format_table(result.paper_table),
         "",
         "Side by side (test set):",
-        f"{'':<28} {'seed logreg 0 vs 1':>20} {'mlp, 10 digits':>16}",
+        f"{'':<28} {'logreg 0 vs 1':>20} {'mlp, 10 digits':>16}",
         f"{'run':<28} {s['run_id']:>20} {m['run_id']:>16}",
     ]
     for key, label in [

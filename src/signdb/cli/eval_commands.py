@@ -34,7 +34,12 @@ from signdb.cli.tables import table
     metavar="N",
     help="Bootstrap resamples for the scores' 95% intervals (0: no intervals).",
 )
-@click.option("--table", "show_table", is_flag=True, help="Print the seed's metrics table.")
+@click.option(
+    "--table",
+    "show_table",
+    is_flag=True,
+    help="Print the paper's metrics table (TP/FP/TN/FN by threshold).",
+)
 @common_options
 def evaluate(
     ctx: Context, run_id: int, split: str, thresholds: str, bootstrap: int, show_table: bool
@@ -60,7 +65,7 @@ def _rate(v: float | None) -> str:
 
 
 def format_table(rows: list[dict[str, Any]]) -> str:
-    """The seed's table: threshold, TP, FP, TN, FN, accuracy, precision, recall, F1."""
+    """The paper's table: threshold, TP, FP, TN, FN, accuracy, precision, recall, F1."""
     multi = any(r["threshold"] is None for r in rows)
     first = "class" if multi else "threshold"
     header = (

@@ -284,7 +284,12 @@ def _pm(cell: dict[str, Any]) -> str:
 
 
 def _param(value: Any) -> str:
-    return f"{value:.4g}" if isinstance(value, float) else json.dumps(value)
+    """A parameter as ``--param`` writes it: ``0.001``, ``adam``, a layer list ``256-128``."""
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, list) and value and all(isinstance(v, int) for v in value):
+        return "-".join(map(str, value))
+    return value if isinstance(value, str) else json.dumps(value)
 
 
 def _human_show(r: dict[str, Any]) -> str:
@@ -298,7 +303,8 @@ def _human_show(r: dict[str, Any]) -> str:
     if best:
         test = ", ".join(f"{k} {number(v)}" for k, v in best["test"].items())
         lines.append(
-            f"best: {json.dumps(best['params'])}  {r['objective']} {number(best['value'])}"
+            f"best: {' '.join(f'{k}={_param(v)}' for k, v in sorted(best['params'].items()))}  "
+            f"{r['objective']} {number(best['value'])}"
             f"  (test {test}; run {best['run_id']})"
         )
     if r["table"]:

@@ -11,7 +11,7 @@ import click
 from signdb.cli.context import Context, common_options
 from signdb.cli.tables import number, table
 from signdb.errors import InvalidArgument
-from signdb.ml import model_names
+from signdb.ml import model_names, parse_param
 
 
 def parse_classes(value: str) -> list[str] | None:
@@ -28,7 +28,7 @@ def parse_classes(value: str) -> list[str] | None:
 
 
 def parse_params(pairs: tuple[str, ...]) -> dict[str, Any]:
-    """``--param key=value`` pairs; values are read as JSON when they parse, else as text."""
+    """``--param key=value`` pairs, each value read by :func:`signdb.ml.parse_param`."""
     out: dict[str, Any] = {}
     for pair in pairs:
         key, sep, raw = pair.partition("=")
@@ -36,10 +36,7 @@ def parse_params(pairs: tuple[str, ...]) -> dict[str, Any]:
             raise InvalidArgument(
                 f"--param takes KEY=VALUE, got {pair!r}; e.g. --param momentum=0.9"
             )
-        try:
-            out[key] = json.loads(raw)
-        except json.JSONDecodeError:
-            out[key] = raw
+        out[key] = parse_param(key, raw)
     return out
 
 
@@ -57,7 +54,7 @@ _TRAIN_OPTIONS = [
         type=click.Choice(model_names()),
         default="logreg",
         show_default=True,
-        help="logreg is the seed's algorithm; softmax, mlp and cnn are multi-class.",
+        help="logreg is the paper's algorithm; softmax, mlp and cnn are multi-class.",
     ),
     click.option(
         "--classes",
@@ -110,7 +107,7 @@ _TRAIN_OPTIONS = [
         show_default=True,
         help="torch engine: auto picks CUDA when torch.cuda.is_available().",
     ),
-    click.option("--hidden", help="MLP hidden layer sizes, e.g. 256,128."),
+    click.option("--hidden", help="MLP hidden layer sizes joined by -, e.g. 256-128."),
     click.option(
         "--optimizer",
         type=click.Choice(["sgd", "momentum", "adam"]),
@@ -176,7 +173,7 @@ def train(
 ) -> None:
     """Train a model on a dataset, logging metrics, checkpoints and weights to PostgreSQL.
 
-    The defaults reproduce the seed experiment: logistic regression on digits 0
+    The defaults reproduce the paper's experiment: logistic regression on digits 0
     and 1, every weight 0.01, bias 0, learning rate 0.01, 150 full-batch steps.
     """
     from signdb import training
@@ -298,16 +295,13 @@ def hyperparams_from_flags(flags: dict[str, Any], params: tuple[str, ...]) -> di
     """The model hyperparameters the user set: ``--param`` pairs, then the named flags.
 
     Only flags given on the command line are passed on, so each model keeps its
-    own defaults (logreg's are the seed's).
+    own defaults (logreg's are the paper's).
     """
     hyper = parse_params(params)
     hidden = flags.pop("hidden", None)
     hyper.update({k: v for k, v in flags.items() if v is not None})
     if hidden:
-        try:
-            hyper["hidden"] = [int(h) for h in hidden.split(",")]
-        except ValueError:
-            raise InvalidArgument(f"--hidden takes sizes like 256,128, got {hidden!r}") from None
+        hyper["hidden"] = parse_param("hidden", hidden)
     return hyper
 
 

@@ -49,6 +49,16 @@ _MAX_SOCKET_DIR = 90
 
 
 @dataclass(frozen=True)
+class ClientSession:
+    """A connection to the server: its backend pid, database, application name and state."""
+
+    pid: int
+    database: str | None
+    application: str | None
+    state: str | None
+
+
+@dataclass(frozen=True)
 class EmbeddedServer:
     home: Path
 
@@ -82,6 +92,48 @@ class EmbeddedServer:
         except psycopg.OperationalError:
             return False
 
+    def pid(self) -> int | None:
+        """The postmaster's pid from its lock file, when that postmaster is alive."""
+        try:
+            pid = int((self.pgdata / "postmaster.pid").read_text().splitlines()[0])
+        except (FileNotFoundError, IndexError, ValueError):
+            return None
+        return pid if _is_live_postmaster(pid, self.pgdata) else None
+
+    def disk_usage(self) -> int:
+        """Bytes the cluster takes on disk (allocated blocks, as du counts them)."""
+        total = 0
+        for root, _dirs, files in os.walk(self.pgdata):
+            for name in files:
+                try:
+                    total += os.lstat(os.path.join(root, name)).st_blocks * 512
+                except FileNotFoundError:  # a WAL segment recycled while we walk
+                    continue
+        return total
+
+    def server_version(self) -> str | None:
+        """The running server's version (e.g. ``18.1``), else the cluster's major version."""
+        if self.is_running():
+            with psycopg.connect(
+                host=str(self.socket_dir), user=SUPERUSER, dbname="postgres", connect_timeout=3
+            ) as conn:
+                return conn.execute("SHOW server_version").fetchone()[0]
+        try:
+            return (self.pgdata / "PG_VERSION").read_text().strip()
+        except FileNotFoundError:
+            return None
+
+    def client_sessions(self) -> list[ClientSession]:
+        """The other clients connected to the running server (signdb names its own)."""
+        with psycopg.connect(
+            host=str(self.socket_dir), user=SUPERUSER, dbname="postgres", connect_timeout=3
+        ) as conn:
+            rows = conn.execute(
+                "SELECT pid, datname, application_name, state FROM pg_stat_activity "
+                "WHERE backend_type = 'client backend' AND pid <> pg_backend_pid() ORDER BY pid"
+            ).fetchall()
+        return [ClientSession(*row) for row in rows]
+
     # -- life cycle -----------------------------------------------------------
     def ensure_running(self) -> str:
         """Start the server if needed (safe across processes); return the signdb URL."""
@@ -96,10 +148,19 @@ class EmbeddedServer:
         return self.url()
 
     def stop(self, mode: str = "fast") -> None:
+        """Stop the server and wait for it: ``fast`` rolls back open transactions, disconnects
+        the clients and shuts down cleanly (a checkpoint; no recovery on the next start)."""
         if not (self.pgdata / "PG_VERSION").exists():
             return
         with self._lock():
-            self._run("pg_ctl", "-D", str(self.pgdata), "-m", mode, "-w", "stop", check=False)
+            proc = self._run(
+                "pg_ctl", "-D", str(self.pgdata), "-m", mode, "-w", "stop", check=False
+            )
+        if self.pid() is not None:
+            raise EmbeddedServerError(
+                f"the embedded PostgreSQL in {self.pgdata} did not stop: "
+                f"{proc.stderr.strip() or proc.stdout.strip()}; see {self.log_path}"
+            )
 
     def _init_cluster(self) -> None:
         if (self.pgdata / "PG_VERSION").exists():

@@ -18,6 +18,7 @@ from signdb.errors import (
     DatabaseError,
     DatabaseUnavailable,
     InputError,
+    PermissionDenied,
     SchemaOutOfDate,
     SignDBError,
 )
@@ -55,6 +56,12 @@ def get_engine(url: str) -> Engine:
         dbapi_conn.commit()
 
     return engine
+
+
+def server_version(engine: Engine) -> str:
+    """The server's version, e.g. ``15.8`` (any role may ask)."""
+    with translate_errors(engine, "asking the server's version"), engine.connect() as conn:
+        return str(conn.exec_driver_sql("SHOW server_version").scalar())
 
 
 def session_factory(engine: Engine) -> sessionmaker[Session]:
@@ -113,6 +120,13 @@ DRIVER_ERRORS: tuple[
         SchemaOutOfDate,
         "the signdb schema is missing or out of date{where} while {doing}: {detail}; "
         "run `signdb db upgrade`",
+    ),
+    (
+        # The analyst role (or a viewer's READ ONLY transaction) writing.
+        (psycopg.errors.InsufficientPrivilege, psycopg.errors.ReadOnlySqlTransaction),
+        PermissionDenied,
+        "PostgreSQL refused while {doing}{where}: {detail}; connect as a role with this "
+        "privilege (signdb_analyst only reads; signdb_writer or the owner writes)",
     ),
     (psycopg.errors.DataError, InputError, "PostgreSQL rejected a value while {doing}: {detail}"),
     (

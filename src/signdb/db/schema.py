@@ -303,6 +303,8 @@ predictions = Table(
     CheckConstraint(_in("split", SPLITS), name="split"),
     CheckConstraint("probability BETWEEN 0 AND 1", name="probability_range"),
     Index(None, "run_id", "split"),
+    # Deleting images cascades here once per image (revision 0017).
+    Index(None, "image_id"),
 )
 
 

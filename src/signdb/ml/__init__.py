@@ -7,7 +7,14 @@ from signdb.ml.base import Classifier, StepResult
 from signdb.ml.cnn import ConvNet
 from signdb.ml.logreg import LogisticRegression
 from signdb.ml.mlp import MLPClassifier
-from signdb.ml.registry import ENGINES, MODELS, build_model, model_class, model_names
+from signdb.ml.registry import (
+    ENGINES,
+    MODELS,
+    build_model,
+    model_class,
+    model_names,
+    parse_param,
+)
 from signdb.ml.softmax import SoftmaxRegression
 
 __all__ = [
@@ -22,4 +29,5 @@ __all__ = [
     "build_model",
     "model_class",
     "model_names",
+    "parse_param",
 ]

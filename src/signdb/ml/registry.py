@@ -20,6 +20,7 @@ signdb.errors.InvalidArgument: --engine torch trains mlp and cnn; logreg runs on
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from signdb.errors import InvalidArgument
@@ -75,3 +76,37 @@ def build_model(name: str, *, engine: str = "numpy", **hyperparams: Any) -> Clas
             f"accepted: {', '.join(accepted)}"
         )
     return cls(**hyperparams)
+
+
+#: Hyperparameters whose value is a list of layer sizes. On a command line such a
+#: list is written ``256-128`` (as ``--layers conv16-pool-dense64`` joins its layers),
+#: so a sweep's choice of lists, ``choice:64,128,256-128``, needs no brackets and no
+#: quotes in bash or zsh (zsh fails on an unmatched ``[64]`` glob).
+LAYER_LISTS = ("hidden",)
+
+
+def parse_param(name: str, raw: str) -> Any:
+    """A hyperparameter's value from its command-line text: ``256-128`` (or ``256,128``)
+    for a layer list, else JSON when it parses (``0.9``, ``true``), else the text.
+
+    >>> parse_param("hidden", "256-128"), parse_param("hidden", "64"), parse_param("lr", "1e-3")
+    ([256, 128], [64], 0.001)
+    >>> parse_param("hidden", "[64, 32]"), parse_param("optimizer", "adam")
+    ([64, 32], 'adam')
+    >>> parse_param("hidden", "wide")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    signdb.errors.InvalidArgument: hidden takes layer sizes joined by '-', e.g. 256-128; got 'wide'
+    """
+    text = raw.strip()
+    if name in LAYER_LISTS and not text.startswith("["):
+        parts = text.replace(",", "-").split("-")
+        if not all(p.strip().isdigit() and int(p) > 0 for p in parts):
+            raise InvalidArgument(
+                f"{name} takes layer sizes joined by '-', e.g. 256-128; got {raw!r}"
+            )
+        return [int(p) for p in parts]
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text

@@ -1,15 +1,19 @@
 """``--param KEY=SPACE``: what a sweep varies and what it holds fixed.
 
 SPACE is ``choice:a,b,c``, ``int:LOW:HIGH``, ``float:LOW:HIGH`` or
-``loguniform:LOW:HIGH``; anything else fixes the parameter at that value (read
-as JSON when it parses, e.g. ``hidden=[64]``, else as text). Every name must be
-a hyperparameter of the sweep's model, checked before a study exists.
+``loguniform:LOW:HIGH``; anything else fixes the parameter at that value. Values
+are read as ``signdb train --param`` reads them (:func:`signdb.ml.parse_param`): a
+layer list is ``256-128``, so ``hidden=choice:64,128,256-128`` offers one and two
+layers without brackets or quotes. Every name must be a hyperparameter of the
+sweep's model, checked before a study exists.
 
 Examples
 --------
->>> space, fixed = parse_params(["lr=loguniform:1e-4:1e-1", "hidden=choice:[64],[128]", "l2=0"])
+>>> space, fixed = parse_params(["lr=loguniform:1e-4:1e-1", "hidden=choice:64,256-128", "l2=0"])
 >>> space["lr"], space["hidden"].choices, space["hidden"].encoded, fixed
-(Space(kind='loguniform', low=0.0001, high=0.1, choices=(), encoded=()), ([64], [128]), ('[64]', '[128]'), {'l2': 0})
+(Space(kind='loguniform', low=0.0001, high=0.1, choices=(), encoded=()), ([64], [256, 128]), ('[64]', '[256, 128]'), {'l2': 0})
+>>> parse_params(["hidden=choice:[64],[128]"])[0]["hidden"].choices  # JSON lists still read
+([64], [128])
 >>> parse_params(["lr=loguniform:0:1"])  # doctest: +ELLIPSIS
 Traceback (most recent call last):
 ...
@@ -26,6 +30,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from signdb.errors import InvalidArgument
+from signdb.ml.registry import parse_param
 
 KINDS = ("choice", "int", "float", "loguniform")
 OBJECTIVES = ("val_accuracy", "val_f1")
@@ -77,13 +82,6 @@ class Space:
         return trial.suggest_float(name, self.low, self.high, log=self.kind == "loguniform")
 
 
-def _value(raw: str) -> Any:
-    try:
-        return json.loads(raw)
-    except json.JSONDecodeError:
-        return raw
-
-
 def _number(text: str, pair: str) -> float:
     try:
         value = float(text)
@@ -100,7 +98,7 @@ def parse_space(pair: str, spec: str) -> Space | None:
     if not sep or kind not in KINDS:
         return None
     if kind == "choice":
-        choices = _split_choices(rest)
+        choices = _split_choices(rest, pair.partition("=")[0].strip())
         if not choices:
             raise InvalidArgument(
                 f"--param {pair}: choice needs at least one value, e.g. choice:0.01,0.1"
@@ -130,8 +128,8 @@ def parse_space(pair: str, spec: str) -> Space | None:
     return Space(kind, low, high)
 
 
-def _split_choices(text: str) -> list[Any]:
-    """``a,b,c`` with JSON lists allowed as one choice: ``[64],[128,64]``."""
+def _split_choices(text: str, name: str) -> list[Any]:
+    """``a,b,c``; a choice may be a layer list ``256-128`` or a JSON list ``[128,64]``."""
     out, depth, start = [], 0, 0
     for i, ch in enumerate(text + ","):
         if ch in "[{":
@@ -141,7 +139,7 @@ def _split_choices(text: str) -> list[Any]:
         elif ch == "," and depth == 0:
             item = text[start:i].strip()
             if item:
-                out.append(_value(item))
+                out.append(parse_param(name, item))
             start = i + 1
     return out
 
@@ -161,7 +159,7 @@ def parse_params(pairs: Iterable[str]) -> tuple[dict[str, Space], dict[str, Any]
             raise InvalidArgument(f"--param {key} is given twice")
         found = parse_space(pair, spec.strip())
         if found is None:
-            fixed[key] = _value(spec.strip())
+            fixed[key] = parse_param(key, spec)
         else:
             space[key] = found
     return space, fixed

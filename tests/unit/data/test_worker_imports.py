@@ -1,4 +1,5 @@
-"""Decoding workers start without re-running the ``signdb`` console script's imports."""
+"""Decoding workers never re-run their parent's ``__main__``: not the ``signdb`` console
+script's imports, and not a user's script (tests/db/test_script_forms.py loads from one)."""
 
 from __future__ import annotations
 
@@ -6,25 +7,25 @@ import json
 import subprocess
 import sys
 
-# What pip generates for ``signdb = "signdb.cli:main"``, plus a probe in place of main():
-# first without the relabelling main() does, then with it.
+# What pip generates for ``signdb = "signdb.cli:main"``, with a probe in place of main():
+# a plain forkserver pool re-runs the script in its worker, decode_stream's does not.
 CONSOLE_SCRIPT = """
 import json, multiprocessing
 from concurrent.futures import ProcessPoolExecutor
-from signdb.cli import main, _pose_as_package_main
+from signdb.cli import main
+from signdb.data import decoding
 
 PROBE = "'signdb.cli' in __import__('sys').modules"
 
-def worker_imports_the_cli():
-    ctx = multiprocessing.get_context("forkserver")
+def worker_imports_the_cli(ctx):
     ctx.set_forkserver_preload(["signdb.data.decoding"])  # as decode_stream does
     with ProcessPoolExecutor(1, mp_context=ctx) as pool:
         return pool.submit(eval, PROBE).result()
 
 if __name__ == "__main__":
-    before = worker_imports_the_cli()
-    _pose_as_package_main()
-    print(json.dumps([before, worker_imports_the_cli()]))
+    plain = worker_imports_the_cli(multiprocessing.get_context("forkserver"))
+    ours = worker_imports_the_cli(decoding._WorkerContext())
+    print(json.dumps([plain, ours, __file__ == __import__("sys").argv[0]]))
 """
 
 
@@ -35,4 +36,5 @@ def test_the_console_script_spares_decoding_workers_its_imports(tmp_path):
         [sys.executable, str(script)], capture_output=True, text=True, timeout=120
     )
     assert done.returncode == 0, done.stderr
-    assert json.loads(done.stdout) == [True, False]
+    # The last value: the script's own __file__ is back once the workers have started.
+    assert json.loads(done.stdout) == [True, False, True]
