@@ -61,12 +61,12 @@ bench: $(BENCH_STAMP)
 	$(BIN)/python -m bench
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests migrations bench examples docs
-	$(BIN)/ruff format --check src tests migrations bench examples docs
+	$(BIN)/ruff check src tests migrations bench examples docs/screenshots.py
+	$(BIN)/ruff format --check src tests migrations bench examples docs/screenshots.py
 
 format: $(STAMP)
-	$(BIN)/ruff format src tests migrations bench examples docs
-	$(BIN)/ruff check --fix src tests migrations bench examples docs
+	$(BIN)/ruff format src tests migrations bench examples docs/screenshots.py
+	$(BIN)/ruff check --fix src tests migrations bench examples docs/screenshots.py
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info
