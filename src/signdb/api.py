@@ -27,17 +27,15 @@ from signdb.config import database_url_from, read_database_urls_from, redact
 from signdb.data.preprocess import Preprocessing
 from signdb.data.samples import Rejection
 from signdb.db.engine import get_engine, resolve_url, transaction
-from signdb.errors import InvalidArgument
 from signdb.evaluation import CompareResult, EvaluationResult, compare, evaluate, predict_files
 from signdb.housekeeping import DatasetDeletion, RunDeletion, delete_dataset, delete_runs
 from signdb.loading import LoadResult, load_dataset
 from signdb.reporting import write_report
 from signdb.store import datasets as ds_store
 from signdb.tracking import Run, join_run, list_runs, show_run, start_run
-from signdb.training import TrainerSettings, TrainResult, TrainSpec, resume, train
+from signdb.training import TrainResult, resume, train
 from signdb.training.loop import Progress
-
-ClassesArg = str | Sequence[int | str] | None
+from signdb.training.spec import ClassesArg, parse_classes, spec_from_arguments
 
 
 def connect(url: str | None = None, *, read_url: str | Sequence[str] | None = None) -> Database:
@@ -238,7 +236,7 @@ class Database:
         >>> result.status, result.test_accuracy is not None
         ('succeeded', True)
         """
-        spec = _train_spec(
+        spec = spec_from_arguments(
             dataset,
             model,
             classes=classes,
@@ -277,7 +275,7 @@ class Database:
         """
         from signdb.queue import submit
 
-        spec = _train_spec(dataset, model, **train_args)
+        spec = spec_from_arguments(dataset, model, **train_args)
         return submit(self.engine, spec, queue=queue, priority=priority)
 
     def resume(self, run_id: int, *, progress: Progress | None = None) -> TrainResult:
@@ -456,55 +454,3 @@ class Database:
         signdb.errors.InUse: dataset 'shapes' is used by ... runs (...); ...
         """
         return delete_dataset(self.engine, name, with_runs=with_runs, dry_run=dry_run)
-
-
-def parse_classes(value: ClassesArg) -> list[int | str] | None:
-    """``"all"`` or None (every class), ``"cat,dog"``, or a sequence of names or labels."""
-    if value is None:
-        return None
-    if isinstance(value, str):
-        if value.strip().lower() == "all":
-            return None
-        items = [v.strip() for v in value.split(",") if v.strip()]
-        if not items:
-            raise InvalidArgument(
-                f"classes takes comma-separated class names or labels, or 'all', got {value!r}; "
-                "e.g. classes='0,1' or classes='cat,dog'"
-            )
-        return items
-    return list(value)
-
-
-def _train_spec(
-    dataset: str,
-    model: str = "logreg",
-    *,
-    classes: ClassesArg = (0, 1),
-    seed: int = 42,
-    test_fraction: float = 0.15,
-    val_fraction: float = 0.0,
-    split: str = "auto",
-    name: str | None = None,
-    engine: str = "numpy",
-    device: str = "auto",
-    cache: str = "auto",
-    eval_every: int | None = None,
-    checkpoint_every: int | None = None,
-    **hyperparams: Any,
-) -> TrainSpec:
-    """What :meth:`Database.train` and :meth:`Database.submit` run, from their arguments."""
-    return TrainSpec(
-        dataset=dataset,
-        model=model,
-        classes=parse_classes(classes),
-        hyperparams=dict(hyperparams),
-        seed=seed,
-        test_fraction=test_fraction,
-        val_fraction=val_fraction,
-        split=split,
-        name=name,
-        engine=engine,
-        trainer=TrainerSettings(
-            cache=cache, eval_every=eval_every, checkpoint_every=checkpoint_every, device=device
-        ),
-    )

@@ -7,12 +7,15 @@ stored in ``runs.hyperparams``; how the built-in trainer feeds and watches it
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from signdb.errors import InvalidArgument
 from signdb.results import Result
 from signdb.tracking.data import check_cache_mode
+
+ClassesArg = str | Sequence[int | str] | None
 
 DEVICES = ("auto", "cpu", "cuda")
 
@@ -68,3 +71,55 @@ class TrainSpec:
     name: str | None = None
     engine: str = "numpy"  # numpy or torch (signdb.ml.ENGINES)
     trainer: TrainerSettings = field(default_factory=TrainerSettings)
+
+
+def parse_classes(value: ClassesArg) -> list[int | str] | None:
+    """``"all"`` or None (every class), ``"cat,dog"``, or a sequence of names or labels."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        if value.strip().lower() == "all":
+            return None
+        items = [v.strip() for v in value.split(",") if v.strip()]
+        if not items:
+            raise InvalidArgument(
+                f"classes takes comma-separated class names or labels, or 'all', got {value!r}; "
+                "e.g. classes='0,1' or classes='cat,dog'"
+            )
+        return items
+    return list(value)
+
+
+def spec_from_arguments(
+    dataset: str,
+    model: str = "logreg",
+    *,
+    classes: ClassesArg = (0, 1),
+    seed: int = 42,
+    test_fraction: float = 0.15,
+    val_fraction: float = 0.0,
+    split: str = "auto",
+    name: str | None = None,
+    engine: str = "numpy",
+    device: str = "auto",
+    cache: str = "auto",
+    eval_every: int | None = None,
+    checkpoint_every: int | None = None,
+    **hyperparams: Any,
+) -> TrainSpec:
+    """What :meth:`Database.train` and :meth:`Database.submit` run, from their arguments."""
+    return TrainSpec(
+        dataset=dataset,
+        model=model,
+        classes=parse_classes(classes),
+        hyperparams=dict(hyperparams),
+        seed=seed,
+        test_fraction=test_fraction,
+        val_fraction=val_fraction,
+        split=split,
+        name=name,
+        engine=engine,
+        trainer=TrainerSettings(
+            cache=cache, eval_every=eval_every, checkpoint_every=checkpoint_every, device=device
+        ),
+    )
