@@ -45,7 +45,7 @@ def test_submit_prints_the_queued_run_and_queue_lists_it(loaded):
     [
         (["--dataset", "nope"], "no dataset named 'nope'"),
         (["--dataset", "mini", "--classes", "0,cat"], "class 'cat' is not in dataset 'mini'"),
-        (["--dataset", "mini", "--hidden", "a,b"], "--hidden takes sizes like 256,128"),
+        (["--dataset", "mini", "--hidden", "a,b"], "hidden takes layer sizes joined by '-'"),
         (["--dataset", "mini", "--checkpoint-every", "0"], "--checkpoint-every must be >= 1"),
         (["--dataset", "mini", "--device", "cuda"], "--device cuda needs --engine torch"),
         (["--dataset", "mini", "--queue", "x" * 41], "use at most 40"),

@@ -94,15 +94,14 @@ def test_every_statement_of_a_viewer_request_runs_as_the_analyst_read_only(
 
 
 def test_the_database_refuses_a_write_on_a_viewer_engine(served: Served):
-    from sqlalchemy.exc import DBAPIError
-
     from signdb.db.engine import transaction
+    from signdb.errors import PermissionDenied
 
     viewer = role_engine(served.url, "viewer")
-    with pytest.raises(DBAPIError) as caught:
+    with pytest.raises(PermissionDenied) as caught:
         with transaction(viewer, "trying to write") as session:
             run_store.set_status(session, served.runs["a"], "failed", error="a viewer wrote this")
-    assert isinstance(caught.value.orig, psycopg.errors.ReadOnlySqlTransaction)
+    assert isinstance(caught.value.__cause__.orig, psycopg.errors.ReadOnlySqlTransaction)
     with viewer.connect() as conn:
         assert conn.execute(text("SELECT status FROM signdb.runs WHERE id = :r"),
                             {"r": served.runs["a"]}).scalar() == "succeeded"  # fmt: skip

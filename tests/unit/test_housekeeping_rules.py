@@ -28,6 +28,9 @@ def _run(status="succeeded", sweep=None):
 def test_what_is_refused_and_how_to_go_on():
     assert refusal(_run(), force=False) is None
     assert "run 5 is running; cancel it first" in refusal(_run("running"), force=True)
+    assert "signdb runs cancel 5" in refusal(_run("queued"), force=True)
+    aliased = refusal(_run(), force=True, aliases=["prod"])
+    assert "served as model 'prod'" in aliased and "signdb models alias prod" in aliased
     assert refusal(_run("interrupted"), force=False) is None  # its trainer is gone
     swept = refusal(_run(sweep="s"), force=False)
     assert "trial 2 of sweep 's'" in swept and "--force" in swept
@@ -37,9 +40,10 @@ def test_what_is_refused_and_how_to_go_on():
 def test_the_row_counts_cover_every_table_that_holds_a_run():
     """A table with a run_id column that runs delete does not count is a table it forgets."""
     from signdb.db.schema import metadata
-    from signdb.store.deletion import _COUNT_RUN_ROWS, RUN_TABLES
+    from signdb.store.deletion import _COUNT_RUN_ROWS, KEPT_TABLES, RUN_TABLES
 
     holding = {t.name for t in metadata.tables.values() if "run_id" in t.c}
-    assert holding == set(RUN_TABLES)
+    assert holding == set(RUN_TABLES) | set(KEPT_TABLES)
+    assert not set(RUN_TABLES) & set(KEPT_TABLES)
     for table in RUN_TABLES:
         assert f"signdb.{table} WHERE run_id = ANY(:ids)) AS {table}" in str(_COUNT_RUN_ROWS)

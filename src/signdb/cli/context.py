@@ -57,7 +57,6 @@ class Context:
             from signdb.api import connect
 
             self._db = connect(self.database_url, read_url=list(self.read_database_urls) or None)
-            self._db = connect(self.database_url)
             self.note(f"database {_where(self._db.url, self.database_url is None)}")
         return self._db
 

@@ -38,9 +38,13 @@ from signdb.store import deletion
 class DatasetDeletion(Result):
     """What ``datasets delete`` removed (or, with ``dry_run``, would remove).
 
-    >>> plan = db.delete_dataset("shapes", with_runs=True, dry_run=True)
-    >>> plan.dataset, plan.images, plan.classes, plan.deleted, len(plan.runs) >= 2
-    ('shapes', 24, 2, False, True)
+    >>> _ = db.load(example_images, dataset="shapes-to-drop", size=8)
+    >>> _ = db.train("shapes-to-drop", "softmax", classes="all", iterations=2)
+    >>> plan = db.delete_dataset("shapes-to-drop", with_runs=True, dry_run=True)
+    >>> plan.dataset, plan.images, plan.classes, plan.deleted, len(plan.runs)
+    ('shapes-to-drop', 24, 2, False, 1)
+    >>> db.delete_dataset("shapes-to-drop", with_runs=True).deleted
+    True
     """
 
     dataset: str

@@ -21,6 +21,7 @@ from signdb.errors import (
     DatabaseError,
     InputError,
     NotFound,
+    PermissionDenied,
     SignDBError,
     SweepError,
 )
@@ -51,7 +52,7 @@ def install(app: FastAPI, render_error) -> None:  # noqa: ANN001 - (request, sta
 
     @app.exception_handler(SignDBError)
     async def _ours(request: Request, e: SignDBError) -> Response:
-        if request.url.path.startswith(PROTOCOL_PREFIXES):
+        if request.url.path.startswith(PROTOCOL_PREFIXES) and not isinstance(e, PermissionDenied):
             return answer(request, protocol_status(e), str(e))
         return answer(request, status_of(e), str(e))
 
@@ -82,6 +83,8 @@ def install(app: FastAPI, render_error) -> None:  # noqa: ANN001 - (request, sta
 
 
 def status_of(error: SignDBError) -> int:
+    if isinstance(error, PermissionDenied):  # the database refused the caller's role
+        return 403
     if isinstance(error, NotFound):
         return 404
     if isinstance(error, InputError):

@@ -29,7 +29,16 @@ RUN_TABLES = (
     "class_score_values",
     "curves",
     "calibration_bins",
+    "metric_buckets",
+    "onnx_models",
 )
+
+#: Tables with a run_id that deleting a run leaves alone, and why.
+KEPT_TABLES = {
+    "model_aliases": "an alias refuses its run's deletion until it points elsewhere",
+    "model_alias_events": "the aliases' history names runs that may since be gone",
+    "served_predictions": "a log of what was served, which outlives the run that served it",
+}
 
 #: How to free a run that another table still points at; the fallback names the table.
 _REFERENCE_FIXES = {
@@ -95,7 +104,9 @@ _COUNT_RUN_ROWS = text(
     "(SELECT count(*) FROM signdb.class_score_values WHERE run_id = ANY(:ids)) "
     "AS class_score_values, "
     "(SELECT count(*) FROM signdb.curves WHERE run_id = ANY(:ids)) AS curves, "
-    "(SELECT count(*) FROM signdb.calibration_bins WHERE run_id = ANY(:ids)) AS calibration_bins"
+    "(SELECT count(*) FROM signdb.calibration_bins WHERE run_id = ANY(:ids)) AS calibration_bins, "
+    "(SELECT count(*) FROM signdb.metric_buckets WHERE run_id = ANY(:ids)) AS metric_buckets, "
+    "(SELECT count(*) FROM signdb.onnx_models WHERE run_id = ANY(:ids)) AS onnx_models"
 )
 
 
