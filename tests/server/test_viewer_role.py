@@ -86,7 +86,8 @@ def test_every_statement_of_a_viewer_request_runs_as_the_analyst_read_only(
     finally:
         if signed_in:
             revoke_token(engine, "role-check")
-    ours = [s for s in statements if not s[0].startswith("SET ")]
+    # All but the statement that makes the transaction act as the role.
+    ours = [s for s in statements if "set_config('role'" not in s[0]]
     assert len(ours) > 60, "the routes above run many statements"
     assert any(s[0].startswith("COPY") for s in ours), "the series reads by COPY are watched too"
     wrong = [s for s in ours if s[1:] != ("signdb_analyst", "on")]

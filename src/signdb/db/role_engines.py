@@ -54,12 +54,16 @@ def role_engine(url: str, role: str, *, pool_size: int = 8) -> Engine:
             cur.execute("SET idle_in_transaction_session_timeout = '5min'")
         dbapi_conn.commit()
 
+    # One statement, one round trip: set_config(..., true) is SET LOCAL, and a
+    # transaction may turn read-only at any point (only the way back is refused).
+    settings = [("role", group), ("statement_timeout", timeout)]
+    if read_only:
+        settings.insert(0, ("transaction_read_only", "on"))
+    act = "SELECT " + ", ".join(f"set_config('{k}', '{v}', true)" for k, v in settings)
+
     @event.listens_for(engine, "begin")
     def _act_as_role(conn):  # noqa: ANN001 - a SQLAlchemy Connection
-        if read_only:  # must come first: nothing may run before it in the transaction
-            conn.exec_driver_sql("SET TRANSACTION READ ONLY")
-        conn.exec_driver_sql(f"SET LOCAL ROLE {group}")  # a module constant, never user text
-        conn.exec_driver_sql(f"SET LOCAL statement_timeout = '{timeout}'")
+        conn.exec_driver_sql(act)  # module constants, never user text
 
     return engine
 

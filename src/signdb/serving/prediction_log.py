@@ -92,6 +92,7 @@ class PredictionLog:
         self._pending = 0
         self._lock = threading.Lock()
         self._wake = threading.Condition(self._lock)
+        self._written = threading.Condition(self._lock)
         self._closing = False
         self._thread = threading.Thread(target=self._run, name="signdb-prediction-log", daemon=True)
         self._thread.start()
@@ -167,8 +168,8 @@ class PredictionLog:
         deadline = time.monotonic() + timeout
         with self._lock:
             self._wake.notify()
-        while self._pending and time.monotonic() < deadline:
-            time.sleep(0.01)
+            while self._pending and (left := deadline - time.monotonic()) > 0:
+                self._written.wait(left)
 
     def close(self, timeout: float = 10.0) -> None:
         """Write what is buffered (for up to ``timeout`` seconds) and stop the writer."""
@@ -198,6 +199,7 @@ class PredictionLog:
                             self.stats.dropped += self._pending
                             self._buffer.clear()
                             self._pending = 0
+                            self._written.notify_all()
                         return
             if closing and not self._pending:
                 return
@@ -210,6 +212,7 @@ class PredictionLog:
                 self._buffer.popleft()
             self._pending -= rows
             self.stats.written += rows
+            self._written.notify_all()
 
 
 def _columns(proba: np.ndarray, predicted: np.ndarray) -> np.ndarray:
