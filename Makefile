@@ -41,12 +41,15 @@ demo: $(DEMO_STAMP)
 test: $(STAMP) browser
 	$(BIN)/python -m pytest -q
 
-# The report test renders pages in headless Chromium (Debian's package). Install
-# it when we can (root with apt); otherwise that one test says why it skips.
+# Test tools from Debian: Chromium for the browser tests (the report and the web UI),
+# zsh for the docs' zsh blocks. Installed when we can (root with apt); otherwise the
+# tests that need them say what is missing.
+TEST_TOOLS := chromium zsh
 browser:
-	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } || \
-		echo "note: chromium is not installed; the report's browser test will be skipped"
+	@missing=""; for tool in $(TEST_TOOLS); do command -v $$tool >/dev/null 2>&1 || missing="$$missing $$tool"; done; \
+	[ -z "$$missing" ] || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; } || \
+		echo "note:$$missing not installed; the tests that need them will say so"
 
 # The database tests again, against another server (default: the local PostgreSQL 15).
 PG15_URL ?= postgresql://postgres@127.0.0.1:5432/postgres

@@ -129,6 +129,11 @@ def _env(db_url: str, home: Path) -> dict[str, str]:
 
 def run_sh(block: Block, cwd: Path, env: dict[str, str]) -> str:
     shell = ["zsh", "-e"] if block.kind == "zsh" else ["bash", "-e", "-o", "pipefail"]
+    if shutil.which(shell[0]) is None:
+        pytest.fail(
+            f"{block.where} is a {shell[0]} block and {shell[0]} is not installed "
+            f"(apt install {shell[0]}; `make test` installs it)"
+        )
     done = subprocess.run(
         [*shell, "-c", block.code],
         cwd=cwd, env=env, capture_output=True, text=True, timeout=600, stdin=subprocess.DEVNULL,
