@@ -71,7 +71,7 @@ _PAGE = """
     WITH page AS (
         SELECT r.id, {order} AS sort_key FROM signdb.runs r {join}
         WHERE {where}
-        ORDER BY {order} {direction} NULLS LAST, r.id DESC
+        ORDER BY {order} {direction}{nulls}, r.id DESC
         LIMIT :limit OFFSET :offset
     )
     SELECT r.id AS run_id, r.name, d.name AS dataset, r.model, r.engine, r.classes,
@@ -85,7 +85,7 @@ _PAGE = """
            r.train_accuracy, r.val_accuracy, r.test_accuracy,
            r.test_accuracy_low, r.test_accuracy_high, r.test_f1
     FROM page JOIN signdb.runs r ON r.id = page.id JOIN signdb.datasets d ON d.id = r.dataset_id
-    ORDER BY page.sort_key {direction} NULLS LAST, r.id DESC"""
+    ORDER BY page.sort_key {direction}{nulls}, r.id DESC"""
 
 
 def count_runs(session: Session, where: RunFilter) -> int:
@@ -104,6 +104,9 @@ def page_of_runs(
         where=clause,
         order=SORTS[sort],
         direction="DESC" if descending else "ASC",
+        # Ids are never NULL, and without NULLS LAST a descending id order is the primary
+        # key read backwards (the default page) instead of a sort of every run.
+        nulls="" if sort == "run_id" else " NULLS LAST",
         join="JOIN signdb.datasets d ON d.id = r.dataset_id" if sort == "dataset" else "",
     )
     rows = session.execute(text(statement), {**params, "limit": limit, "offset": offset})
