@@ -23,7 +23,8 @@ from typing import Any as _Any
 from signdb._version import __version__
 
 if _TYPE_CHECKING:
-    from signdb.api import Class, Database, Dataset, connect
+    from signdb.api import Database, connect
+    from signdb.dataset import Class, Dataset
     from signdb.errors import SignDBError
     from signdb.evaluation import CompareResult, EvaluationResult
     from signdb.housekeeping import DatasetDeletion, RunDeletion
@@ -33,10 +34,10 @@ if _TYPE_CHECKING:
 
 #: Public name -> the module it lives in.
 _EXPORTS = {
-    "Class": "signdb.api",
+    "Class": "signdb.dataset",
     "Database": "signdb.api",
     "CompareResult": "signdb.evaluation",
-    "Dataset": "signdb.api",
+    "Dataset": "signdb.dataset",
     "DatasetDeletion": "signdb.housekeeping",
     "EvaluationResult": "signdb.evaluation",
     "LoadResult": "signdb.loading",

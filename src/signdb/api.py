@@ -17,7 +17,6 @@ Examples
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +25,7 @@ from sqlalchemy import Engine
 from signdb.config import database_url_from, read_database_urls_from, redact
 from signdb.data.preprocess import Preprocessing
 from signdb.data.samples import Rejection
+from signdb.dataset import Dataset
 from signdb.db.engine import get_engine, resolve_url, transaction
 from signdb.evaluation import CompareResult, EvaluationResult, compare, evaluate, predict_files
 from signdb.housekeeping import DatasetDeletion, RunDeletion, delete_dataset, delete_runs
@@ -69,68 +69,6 @@ def connect(url: str | None = None, *, read_url: str | Sequence[str] | None = No
         migrate.require_current(engine, fix=fix)
     standbys = [get_engine(resolve_url(u)[0]) for u in read_database_urls_from(read_url)]
     return Database(engine, standbys)
-
-
-@dataclass(frozen=True)
-class Class:
-    """One class of a dataset: its integer label and its name.
-
-    >>> db.dataset("shapes").classes[1]
-    Class(label=1, name='square')
-    """
-
-    label: int
-    name: str
-
-
-class Dataset:
-    """A dataset as stored: its name, classes and preprocessing (read when asked for).
-
-    >>> ds = db.dataset("shapes")
-    >>> ds.name, ds.images, ds.preprocessing["size"]
-    ('shapes', 24, 16)
-    """
-
-    def __init__(self, db: Database, name: str) -> None:
-        with transaction(db.engine, f"reading dataset {name!r}") as session:
-            record = ds_store.get_dataset(session, name)
-            names = ds_store.class_names(session, record.id)
-            self.images = ds_store.count_images(session, record.id)
-        self._db = db
-        self.name = record.name
-        self.classes = [Class(label, n) for label, n in names.items()]
-        self.preprocessing = record.preprocessing.as_dict()
-        self.shape = record.preprocessing.shape
-
-    def counts(
-        self,
-        *,
-        split: str = "auto",
-        seed: int = 42,
-        test_fraction: float = 0.15,
-        val_fraction: float = 0.0,
-    ) -> dict[str, dict[str, int]]:
-        """Images per class and split: ``{class name: {"images", "train", "val", "test"}}``.
-
-        >>> db.dataset("shapes").counts(test_fraction=0.25)["circle"]["images"]
-        12
-        """
-        with transaction(self._db.engine, f"counting dataset {self.name!r}") as session:
-            summary = ds_store.summarize(
-                session,
-                self.name,
-                mode=split,
-                seed=seed,
-                test_fraction=test_fraction,
-                val_fraction=val_fraction,
-            ).as_dict()
-        return {
-            c["name"]: {k: c[k] for k in ("images", "train", "val", "test")}
-            for c in summary["classes"]
-        }
-
-    def __repr__(self) -> str:
-        return f"<Dataset {self.name!r}: {self.images} images, {len(self.classes)} classes>"
 
 
 class Database:
@@ -194,7 +132,7 @@ class Database:
         >>> db.dataset("shapes")
         <Dataset 'shapes': 24 images, 2 classes>
         """
-        return Dataset(self, name)
+        return Dataset(self.engine, name)
 
     def datasets(self) -> list[Dataset]:
         """Every dataset, by name.
@@ -204,7 +142,7 @@ class Database:
         """
         with transaction(self.engine, "listing datasets") as session:
             names = [s.name for s in ds_store.list_summaries(session)]
-        return [Dataset(self, name) for name in names]
+        return [Dataset(self.engine, name) for name in names]
 
     # -- training ------------------------------------------------------------------
     def train(

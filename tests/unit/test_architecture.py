@@ -1,6 +1,6 @@
 """The import graph, read with ast: imports run downward only, and each layer keeps to its job.
 
-    cli, the public API (signdb/__init__)     top
+    cli, server, the public API (api, dataset, torch)     top
       -> capabilities: loading, tracking, training, evaluation, sweeps, reporting, access,
          explore, serving, queue, demo
          (each may use those listed before it)
@@ -28,7 +28,7 @@ CAPABILITIES = [
     "loading", "tracking", "training", "evaluation", "sweeps", "reporting", "access", "explore",
     "serving", "queue", "housekeeping", "demo",
 ]  # fmt: skip
-TOP = {"__init__", "__main__", "cli", "api", "torch", "server"}
+TOP = {"__init__", "__main__", "cli", "api", "dataset", "torch", "server"}
 LEVEL = {
     **dict.fromkeys(FOUNDATION, 0),
     "db": 1,

@@ -54,7 +54,8 @@ def model_class(name: str, engine: str = "numpy") -> type[Classifier]:
         raise InvalidArgument(f"unknown model {name!r}; choose one of {', '.join(sorted(MODELS))}")
     if engine == "numpy":
         return cls
-    from signdb.ml.torchnet import TORCH_MODELS, require_torch
+    from signdb.ml.torchbase import require_torch
+    from signdb.ml.torchnet import TORCH_MODELS
 
     if name not in TORCH_MODELS:
         raise InvalidArgument(

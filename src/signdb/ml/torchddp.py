@@ -34,7 +34,8 @@ import numpy as np
 from signdb.errors import InvalidArgument
 from signdb.ml.augment import random_affine
 from signdb.ml.base import StepResult
-from signdb.ml.torchnet import _TorchEngine, require_torch
+from signdb.ml.torchbase import require_torch
+from signdb.ml.torchnet import _TorchEngine
 
 torch = require_torch()
 nn = torch.nn

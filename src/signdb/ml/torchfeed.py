@@ -25,7 +25,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from signdb.ml.torchnet import require_torch
+from signdb.ml.torchbase import require_torch
 
 torch = require_torch()
 

@@ -46,87 +46,36 @@ Examples:
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from typing import Any, ClassVar
 
 import numpy as np
 
 from signdb.errors import InvalidArgument
 from signdb.ml.augment import random_affine
-from signdb.ml.base import DTYPE, Classifier, StepResult, step_rng
+from signdb.ml.base import DTYPE, Classifier, StepResult
 from signdb.ml.cnn import DROPOUT_STREAM, PREDICT_CHUNK, ConvNet
 from signdb.ml.losses import STANDARDIZE_EPS
 from signdb.ml.mlp import MLPClassifier
 from signdb.ml.optim import SGD, Adam
+from signdb.ml.torchbase import (  # torch, nn and F are None without the extra
+    F,
+    deterministic,
+    from_stored,
+    generator,
+    nn,
+    require_torch,
+    resolve_device,
+    to_numpy,
+    torch,
+)
 
-try:  # The optional extra: without it the module imports and require_torch() explains.
-    import torch
-    from torch import nn
-    from torch.nn import functional as F
-except ImportError:  # pragma: no cover - the test install has torch
-    torch = None  # type: ignore[assignment]
-
-DEVICES = ("auto", "cpu", "cuda")
 BN_EPS = 1e-5
 #: torch's convention: the weight of the new batch statistic (numpy keeps 0.9 of the old).
 BN_MOMENTUM = 0.1
 #: Optimizer slots a checkpoint must hold for every parameter it has state for.
 ADAM_SLOTS = frozenset({"step", "exp_avg", "exp_avg_sq"})
 SGD_SLOTS = frozenset({"momentum_buffer"})
-
-
-def require_torch() -> Any:
-    """The ``torch`` module, or the error callers report when the extra is missing."""
-    if torch is None:
-        raise InvalidArgument("the torch engine needs PyTorch: pip install 'signdb[torch]'")
-    return torch
-
-
-def resolve_device(device: str) -> torch.device:
-    """``"auto"`` (CUDA when available, else CPU), ``"cpu"`` or ``"cuda"``."""
-    require_torch()
-    if device not in DEVICES:
-        raise InvalidArgument(f"unknown device {device!r}; choose one of {', '.join(DEVICES)}")
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    elif device == "cuda" and not torch.cuda.is_available():
-        raise InvalidArgument(
-            f"--device cuda needs a CUDA GPU, but torch {torch.__version__} sees none; "
-            "use --device auto (CUDA when there is one, else the CPU) or --device cpu"
-        )
-    if device == "cuda":
-        # cuBLAS refuses deterministic mode without a fixed workspace; read at first use.
-        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-    return torch.device(device)
-
-
-def _generator(seed: int, step: int, stream: int, device: torch.device) -> torch.Generator:
-    """A torch generator that depends only on (seed, step, stream), like ``step_rng``."""
-    gen = torch.Generator(device=device)
-    gen.manual_seed(int(step_rng(seed, step, stream).integers(0, 2**63 - 1)))
-    return gen
-
-
-@contextmanager
-def _deterministic() -> Iterator[None]:
-    """Deterministic kernels for the duration, then the caller's settings back.
-
-    Without NaN-filling every ``torch.empty``: that is a check for kernels that
-    read memory they never wrote, not part of determinism, and it took a fifth
-    of a CNN step.
-    """
-    was = torch.are_deterministic_algorithms_enabled()
-    warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
-    fill = torch.utils.deterministic.fill_uninitialized_memory
-    torch.use_deterministic_algorithms(True)
-    torch.utils.deterministic.fill_uninitialized_memory = False
-    try:
-        yield
-    finally:
-        torch.use_deterministic_algorithms(was, warn_only=warn_only)
-        torch.utils.deterministic.fill_uninitialized_memory = fill
 
 
 def _batch_norm(bn: nn.BatchNorm2d, x: torch.Tensor) -> torch.Tensor:
@@ -146,22 +95,6 @@ def _batch_norm(bn: nn.BatchNorm2d, x: torch.Tensor) -> torch.Tensor:
         bn.running_var.mul_(1 - BN_MOMENTUM).add_(var, alpha=BN_MOMENTUM)
         bn.num_batches_tracked.add_(1)
     return out
-
-
-def _from_stored(key: str, value: Any, shape: Sequence[int], dtype: torch.dtype) -> torch.Tensor:
-    """A stored array as a tensor of the live one's shape and dtype (flat real[] is fine)."""
-    arr = np.asarray(value)
-    if arr.size != int(np.prod(shape, dtype=np.int64)):
-        raise InvalidArgument(
-            f"stored tensor {key!r} has {arr.size} values, expected shape {tuple(shape)}; "
-            "the checkpoint belongs to a different model"
-        )
-    return torch.from_numpy(np.array(arr.reshape(shape))).to(dtype)
-
-
-def _numpy(t: torch.Tensor) -> np.ndarray:
-    """A C-ordered CPU copy that keeps the tensor's dtype (int64 stays int64)."""
-    return np.array(t.detach().cpu().numpy(), order="C", copy=True)
 
 
 class _TorchEngine(Classifier):
@@ -218,9 +151,9 @@ class _TorchEngine(Classifier):
         loss times ``scale`` instead of the mean (:mod:`signdb.ml.torchddp`)."""
         module, dev = self.module_, torch.device(self._device_name)
         rate = float(getattr(self, "dropout", 0.0))
-        with _deterministic():
+        with deterministic():
             module.train()
-            gen = _generator(self.seed, step, DROPOUT_STREAM, dev) if rate else None
+            gen = generator(self.seed, step, DROPOUT_STREAM, dev) if rate else None
             target = torch.as_tensor(y, dtype=torch.long, device=dev)
             logits = (self._net or self._logits)(x, gen, rate)
             if scale is None:
@@ -243,17 +176,17 @@ class _TorchEngine(Classifier):
         with torch.inference_mode():
             for i in range(0, len(X), PREDICT_CHUNK):
                 logits = self._logits(self._tensor(X[i : i + PREDICT_CHUNK]), None, 0.0)
-                out[i : i + PREDICT_CHUNK] = _numpy(F.softmax(logits, dim=1))
+                out[i : i + PREDICT_CHUNK] = to_numpy(F.softmax(logits, dim=1))
         return out
 
     # -- checkpoints ------------------------------------------------------------
     def state_dict(self) -> dict[str, np.ndarray]:
         """Every module tensor (own dtype) plus optimizer slots as ``optim.<param>.<slot>``."""
         self._check_fitted()
-        out = {k: _numpy(v) for k, v in self.module_.state_dict().items()}
+        out = {k: to_numpy(v) for k, v in self.module_.state_dict().items()}
         for name, p in self.module_.named_parameters():
             for slot, value in sorted(self.optim_.state.get(p, {}).items()):
-                out[f"optim.{name}.{slot}"] = _numpy(torch.as_tensor(value))
+                out[f"optim.{name}.{slot}"] = to_numpy(torch.as_tensor(value))
         return out
 
     def load_state_dict(self, state: dict[str, np.ndarray]) -> _TorchEngine:
@@ -268,7 +201,7 @@ class _TorchEngine(Classifier):
         missing = [k for k in live if k not in state]
         if missing:
             raise InvalidArgument(f"stored weights lack tensor {missing[0]!r}")
-        tensors = {k: _from_stored(k, state[k], t.shape, t.dtype) for k, t in live.items()}
+        tensors = {k: from_stored(k, state[k], t.shape, t.dtype) for k, t in live.items()}
         slots = self._optimizer_slots(state)
         with torch.no_grad():
             for key, t in live.items():
@@ -294,7 +227,7 @@ class _TorchEngine(Classifier):
             if name not in params:
                 raise InvalidArgument(f"optimizer state {key!r} names no parameter of this model")
             shape = () if slot == "step" else params[name].shape
-            slots.setdefault(name, {})[slot] = _from_stored(key, value, shape, torch.float32)
+            slots.setdefault(name, {})[slot] = from_stored(key, value, shape, torch.float32)
         expected = SGD_SLOTS if isinstance(self.optimizer_, SGD) else ADAM_SLOTS
         for name, got in slots.items():
             if set(got) != expected:

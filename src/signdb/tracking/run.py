@@ -18,11 +18,8 @@ the server is away (:func:`signdb.db.engine.retrying`).
 
 from __future__ import annotations
 
-import signal
-import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -37,6 +34,7 @@ from signdb.store import runs as run_store
 from signdb.store import weights as weight_store
 from signdb.tracking.checks import check_split, check_step, check_tensors
 from signdb.tracking.data import RunData
+from signdb.tracking.interrupts import Interrupts
 from signdb.tracking.logger import Heartbeat, MetricLogger, check_metric, default_retry_seconds
 from signdb.tracking.onnx_model import check_onnx_model
 from signdb.tracking.pool import ImagePool
@@ -51,7 +49,6 @@ if TYPE_CHECKING:
     from signdb.tracking.lease import RankLease
 
 T = TypeVar("T")
-_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 class Run:
@@ -84,8 +81,9 @@ class Run:
         standby: Engine | None = None,
         lease: RankLease | None = None,
     ) -> None:
-        if signals not in ("raise", "flag"):
-            raise InvalidArgument(f"signals must be 'raise' or 'flag', got {signals!r}")
+        self._interrupts = Interrupts(
+            record.id, signals, resume_hint, ended=lambda: self._status is not None
+        )
         self.engine = engine
         self.record = record
         self.id = record.id
@@ -108,15 +106,7 @@ class Run:
         self.rank = 0 if lease is None else lease.rank
         self.world_size = record.world_size
         self.metrics = MetricLogger(engine, record.id, retry_seconds=self.retry_seconds)
-        self._signals = signals
-        #: How to go on after an interruption ("{run_id}" is replaced), or None.
-        self.resume_hint = resume_hint
         self._heartbeat = Heartbeat(engine, record.id, **_interval(heartbeat_seconds))
-        self._previous_handlers: dict[int, Any] = {}
-        self._stop_signal: int | None = None
-        self._stop_reason: str | None = None
-        self._critical = 0  # > 0 while signdb itself writes: a signal waits for the end
-        self._deferred = False
         self._status: str | None = None  # set once the run has ended
         self._entered = False
 
@@ -129,17 +119,13 @@ class Run:
         if self.lease is not None:
             self.lease.acquire()
         self._heartbeat.start()
-        if threading.current_thread() is threading.main_thread():
-            for sig in _SIGNALS:
-                self._previous_handlers[sig] = signal.signal(sig, self._on_signal)
+        self._interrupts.install()
         return self
 
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: Any
     ) -> bool:
-        for sig, old in self._previous_handlers.items():
-            signal.signal(sig, old)
-        self._previous_handlers.clear()
+        self._interrupts.restore()
         self._heartbeat.stop()
         try:
             return self._record_exit(exc)
@@ -158,39 +144,16 @@ class Run:
         if exc is None:
             self._end("succeeded")
         elif isinstance(exc, (RunInterrupted, KeyboardInterrupt)):
-            self._end("interrupted", self._interrupted_message())
+            self._end("interrupted", self._interrupts.message())
         else:
             self._end_failed(exc)
         return False  # exceptions propagate
-
-    def _on_signal(self, signum: int, _frame: object) -> None:
-        self._stop_signal = signum
-        if self._signals != "raise":
-            return
-        if self._critical:
-            # Inside one of our writes (a COPY in flight): raising here would leave
-            # the connection half-way through the protocol. Raise once it is done.
-            self._deferred = True
-            return
-        raise RunInterrupted(self._interrupted_message())
-
-    @contextmanager
-    def _uninterrupted(self) -> Iterator[None]:
-        """Hold SIGINT/SIGTERM (raise mode) until the block's writes are complete."""
-        self._critical += 1
-        try:
-            yield
-        finally:
-            self._critical -= 1
-        if self._deferred and not self._critical and self._status is None:
-            self._deferred = False
-            raise RunInterrupted(self._interrupted_message())
 
     @property
     def stop_requested(self) -> bool:
         """True once SIGINT or SIGTERM arrived (with ``signals="flag"``), or
         :meth:`request_stop` was called."""
-        return self._stop_signal is not None or self._stop_reason is not None
+        return self._interrupts.requested
 
     def request_stop(self, reason: str) -> None:
         """Ask the training loop to stop at its next step, as a signal would; safe from
@@ -201,20 +164,16 @@ class Run:
         ...     run.stop_requested
         True
         """
-        self._stop_reason = reason
+        self._interrupts.request(reason)
+
+    @property
+    def resume_hint(self) -> str | None:
+        """How to go on after an interruption ("{run_id}" is replaced), or None."""
+        return self._interrupts.resume_hint
 
     @property
     def status(self) -> str:
         return self._status or "running"
-
-    def _interrupted_message(self) -> str:
-        if self._stop_reason is not None and self._stop_signal is None:
-            return f"run {self.id} interrupted: {self._stop_reason}"
-        name = signal.Signals(self._stop_signal).name if self._stop_signal else "a signal"
-        message = f"run {self.id} interrupted by {name}"
-        if not self.resume_hint:
-            return message
-        return f"{message}; {self.resume_hint.format(run_id=self.id)}"
 
     def _check_open(self) -> None:
         if self._status is not None:
@@ -230,7 +189,7 @@ class Run:
             with transaction(self.engine, f"{doing} of run {self.id}") as session:
                 return fn(session)
 
-        with self._uninterrupted():
+        with self._interrupts.held():
             return retrying(attempt, seconds=self.retry_seconds)
 
     def log(self, step: int, **metrics: float) -> None:
@@ -250,14 +209,14 @@ class Run:
             if type(value) is not float or value - value != 0.0:
                 metrics = {name: check_metric(name, v) for name, v in metrics.items()}
                 break
-        self._critical += 1  # inlined _uninterrupted(): run.log is the hot path
+        interrupts = self._interrupts
+        interrupts.critical += 1  # inlined held(): run.log is the hot path
         try:
             self.metrics.log_step(step, metrics)
         finally:
-            self._critical -= 1
-        if self._deferred and not self._critical:
-            self._deferred = False
-            raise RunInterrupted(self._interrupted_message())
+            interrupts.critical -= 1
+        if interrupts.deferred:
+            interrupts.raise_deferred()
 
     def log_metric(self, key: str, value: float, step: int) -> None:
         """MLflow's spelling of :meth:`log`.
@@ -279,7 +238,7 @@ class Run:
         self._check_open()
         step = check_step(step)
         arrays = check_tensors(tensors)
-        with self._uninterrupted():
+        with self._interrupts.held():
             self.metrics.flush()  # a checkpoint never claims progress whose metrics were lost
         self._write(
             "saving weights",
@@ -320,7 +279,7 @@ class Run:
         (50, 100)
         """
         self._check_open()
-        with self._uninterrupted():
+        with self._interrupts.held():
             self.metrics.flush()
 
         def write(session: Any) -> None:
@@ -389,7 +348,7 @@ class Run:
         split = check_split(split)
         sweep = parse_thresholds(thresholds)
         bootstrap = check_bootstrap(bootstrap)
-        with self._uninterrupted():
+        with self._interrupts.held():
             self.metrics.flush()
 
         def write(session: Any) -> int:
@@ -434,7 +393,7 @@ class Run:
 
     # -- ending ----------------------------------------------------------------------
     def _end(self, status: str, error: str | None = None) -> None:
-        self._deferred = False
+        self._interrupts.deferred = False
         try:
             self.metrics.flush()
         except Exception as flush_error:  # noqa: BLE001 - the outcome matters more

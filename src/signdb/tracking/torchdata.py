@@ -76,7 +76,7 @@ from sqlalchemy import Engine
 from signdb.db.engine import get_engine, transaction
 from signdb.errors import DatabaseUnavailable, InvalidArgument
 from signdb.ml.base import pixels_to_float
-from signdb.ml.torchnet import require_torch
+from signdb.ml.torchbase import require_torch
 from signdb.store import images as image_store
 from signdb.store.batches import Share
 from signdb.tracking.feed import EpochPlan, epoch_plan, read_batches

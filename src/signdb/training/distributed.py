@@ -129,7 +129,7 @@ def init_process_group(backend: str, env: Mapping[str, str] | None = None) -> No
     of their own (``TORCHELASTIC_RESTART_COUNT``). The timeout is
     ``$SIGNDB_DIST_TIMEOUT_SECONDS``.
     """
-    from signdb.ml.torchnet import require_torch
+    from signdb.ml.torchbase import require_torch
 
     dist = require_torch().distributed
     env = os.environ if env is None else env
@@ -165,7 +165,7 @@ def train_distributed(
     Every rank returns the run's result; only rank 0's progress callback is called.
     """
     from signdb.ml import torchddp
-    from signdb.ml.torchnet import require_torch, resolve_device
+    from signdb.ml.torchbase import require_torch, resolve_device
 
     torch = require_torch()
     dist = torch.distributed
@@ -232,7 +232,7 @@ def _open(
     standbys: Sequence[Engine],
 ) -> tuple[Run, Classifier, int, TrainerSettings]:
     """Rank 0 starts or reopens the run and tells the others; they join it at the same step."""
-    from signdb.ml.torchnet import require_torch
+    from signdb.ml.torchbase import require_torch
 
     dist = require_torch().distributed
     message: list[object] = [None, 0, None]  # run id, step, rank 0's error

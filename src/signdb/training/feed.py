@@ -48,7 +48,7 @@ class TensorFeed:
     """Tensor batches of this rank's share, prefetched; a distributed step on several ranks."""
 
     def __init__(self, run: Run, model: Classifier, ranks: Solo) -> None:
-        from signdb.ml.torchnet import require_torch
+        from signdb.ml.torchbase import require_torch
         from signdb.tracking.torchdata import RunDataset
 
         torch = require_torch()

@@ -50,7 +50,7 @@ def launch(
     """
     if isinstance(nproc, bool) or not isinstance(nproc, int) or nproc < 1:
         raise InvalidArgument(f"--nproc must be a number of processes >= 1, got {nproc!r}")
-    from signdb.ml.torchnet import require_torch
+    from signdb.ml.torchbase import require_torch
 
     require_torch()
     from torch.distributed.elastic.multiprocessing.api import SignalException

@@ -43,7 +43,7 @@ class Ranks(Solo):
 
     def sum(self, values: Sequence[float]) -> list[float]:
         """``values`` summed elementwise over every rank (float64: counts stay exact)."""
-        from signdb.ml.torchnet import require_torch
+        from signdb.ml.torchbase import require_torch
 
         torch = require_torch()
         # NCCL reduces CUDA tensors only; gloo takes CPU ones.

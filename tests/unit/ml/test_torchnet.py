@@ -12,10 +12,11 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from signdb.errors import InvalidArgument  # noqa: E402
-from signdb.ml import torchnet  # noqa: E402
+from signdb.ml import torchbase  # noqa: E402
 from signdb.ml.cnn import DEFAULT_LAYERS, ConvNet  # noqa: E402
 from signdb.ml.mlp import MLPClassifier  # noqa: E402
-from signdb.ml.torchnet import TorchConvNet, TorchMLP, require_torch, resolve_device  # noqa: E402
+from signdb.ml.torchbase import require_torch, resolve_device  # noqa: E402
+from signdb.ml.torchnet import TorchConvNet, TorchMLP  # noqa: E402
 
 TINY = "conv4-pool-conv6-pool-dense8"
 PAIRS = [(ConvNet, TorchConvNet), (MLPClassifier, TorchMLP)]
@@ -74,7 +75,7 @@ def test_nothing_else_imports_torch():
 
 
 def test_missing_torch_is_reported(monkeypatch):
-    monkeypatch.setattr(torchnet, "torch", None)
+    monkeypatch.setattr(torchbase, "torch", None)
     with pytest.raises(InvalidArgument, match=r"pip install 'signdb\[torch\]'"):
         require_torch()
     with pytest.raises(InvalidArgument, match="needs PyTorch"):
