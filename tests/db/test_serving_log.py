@@ -193,6 +193,45 @@ def test_the_hourly_view_matches_the_logged_rows(served_runs):
         assert sum(mix.values()) == pytest.approx(1.0)
 
 
+def test_interleaved_batches_of_two_models_are_each_written_whole(served_runs):
+    """One flush holds many requests' batches, of any models and class counts, in the
+    order they were served; each row must arrive with its own values."""
+    engine = get_engine(served_runs.url)
+    rng = np.random.default_rng(3)
+    names = {2: f"two-{uuid.uuid4().hex[:6]}", 10: f"ten-{uuid.uuid4().hex[:6]}"}
+    runs = {2: served_runs.runs["logreg"], 10: served_runs.runs["softmax"]}
+    now = time.time_ns() // 1000
+    batches, sent = [], defaultdict(list)
+    for i, (k, n) in enumerate([(10, 1), (2, 3), (10, 4), (2, 1), (10, 1)]):
+        proba = rng.dirichlet(np.ones(k), n).astype(np.float32)
+        at = now + i * 1000 + np.arange(n) * 10
+        latency = rng.uniform(1, 9, n).astype(np.float32)
+        batches.append(
+            ServedBatch(
+                model=names[k],
+                run_id=runs[k],
+                served_at_us=at,
+                predicted=proba.argmax(axis=1).astype(np.int32),
+                confidence=proba.max(axis=1),
+                probabilities=proba,
+                latency_ms=latency,
+            )
+        )
+        sent[k] += list(zip(proba.argmax(axis=1), proba.max(axis=1), proba, latency, strict=True))
+    with transaction(engine) as session:
+        assert copy_served(session, batches) == 10
+    for k, name in names.items():
+        rows = sorted(_logged(served_runs, name), key=lambda r: r[1])  # by served_at
+        assert len(rows) == len(sent[k])
+        for (run_id, _, predicted, confidence, probabilities, latency), want in zip(
+            rows, sent[k], strict=True
+        ):
+            assert run_id == runs[k] and predicted == want[0]
+            assert confidence == pytest.approx(want[1], rel=1e-6)
+            assert probabilities == pytest.approx(want[2].tolist(), rel=1e-6)
+            assert latency == pytest.approx(want[3], rel=1e-6)
+
+
 def test_an_analyst_reads_the_view_but_cannot_write_the_log(served_runs):
     with psycopg.connect(served_runs.conninfo) as conn:
         conn.execute("SET ROLE signdb_analyst")

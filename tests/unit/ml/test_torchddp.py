@@ -79,6 +79,9 @@ def _rank(rank: int, store: str, out: str) -> None:
         costs.append((float(total[0]) / 2, int(total[1])))
     if rank == 0:
         np.savez(out, costs=np.array(costs), **model.state_dict())
+    # Both ranks leave gloo together: a rank that tore its group down while the other was
+    # still writing was once killed by SIGABRT ("terminate called without an active exception").
+    dist.barrier()
     dist.destroy_process_group()
 
 
